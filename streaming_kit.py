@@ -1,0 +1,507 @@
+"""streaming_kit: correct A2A streaming on top of python-a2a 0.5.10.
+
+Copy this one file next to your agent. It keeps python-a2a's API (A2AServer,
+StreamingClient, Message) and replaces only the parts whose streaming is broken.
+Each public name says which measured defect it exists for; the numbers (§n) refer
+to the defect list in this project's README ("What the kit fixes").
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.abc
+import importlib.machinery
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+import urllib.request
+from typing import Any, AsyncIterator, Callable, Iterator, Optional, Union
+
+# python-a2a imports openai, anthropic, boto3 and langchain at start-up (≈ 3 s) although
+# every such import in it is optional. Refuse them while python_a2a loads; your own code
+# can still import them afterwards. STREAMING_KIT_FULL_IMPORT=1 turns this off.
+_OPTIONAL_HEAVY = ("openai", "anthropic", "boto3", "botocore", "langchain", "langchain_core",
+                   "langchain_community", "langgraph")
+
+
+class _SkipOptional(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Makes python-a2a's guarded optional imports fail fast (its `except ImportError` path)."""
+
+    def find_spec(self, name, path=None, target=None):
+        top = name.partition(".")[0]
+        return importlib.machinery.ModuleSpec(name, self) if top in _OPTIONAL_HEAVY else None
+
+    def create_module(self, spec):
+        raise ImportError(f"{spec.name} is not loaded while python_a2a starts")
+
+    def exec_module(self, module):  # never reached: create_module raises
+        pass
+
+
+if "python_a2a" not in sys.modules and not os.environ.get("STREAMING_KIT_FULL_IMPORT"):
+    _skipper = _SkipOptional()
+    sys.meta_path.insert(0, _skipper)
+    try:
+        import python_a2a  # noqa: F401
+    finally:
+        sys.meta_path.remove(_skipper)
+
+import aiohttp
+from flask import Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.serving import make_server
+from python_a2a import (A2AConnectionError, A2AError, A2AServer, A2AStreamingError, Message,
+                        MessageRole, StreamingClient, TextContent)
+from python_a2a.client import streaming as _a2a_client_streaming
+from python_a2a.server import http as _a2a_http
+
+# §12: client/streaming.py uses `traceback` without importing it, so every stream error
+# turns into a NameError. Supplying the module restores the real exception.
+_a2a_client_streaming.traceback = traceback
+
+KEEPALIVE_SECONDS = 15.0  # idle gap before a ": ping" comment (proxies drop silent streams at 60 s)
+MAX_BODY_BYTES = 1 << 20  # larger /stream request bodies get 413
+_PING = object()
+
+
+class StreamTruncatedError(A2AStreamingError):
+    """The stream ended without its lastChunk marker: the tail was lost (§1)."""
+
+
+class RequestProblem(ValueError):
+    """A /stream request the server cannot use; carries the HTTP status to answer with."""
+
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status = status
+
+
+# ---------------------------------------------------------------- messages and chunks
+def text_message(text: str, role: MessageRole = MessageRole.USER) -> Message:
+    """A text Message; python-a2a's Message needs both content and role."""
+    return Message(content=TextContent(text=text), role=role)
+
+
+def message_text(message: Message) -> str:
+    """The text of an incoming message, or "" for non-text content."""
+    return getattr(message.content, "text", "") or ""
+
+
+def chunk_text(chunk: Any) -> str:
+    """Text of a chunk of any shape python-a2a produces (§13); "" for the end marker."""
+    if isinstance(chunk, str):
+        return chunk
+    if isinstance(chunk, dict):
+        if chunk.get("lastChunk") and not chunk.get("content"):
+            return ""
+        for key in ("content", "text"):
+            if key in chunk:
+                return chunk_text(chunk[key])
+        for key in ("parts", "artifacts"):
+            if isinstance(chunk.get(key), list):
+                return "".join(chunk_text(item) for item in chunk[key])
+    if isinstance(chunk, list):
+        return "".join(chunk_text(item) for item in chunk)
+    return ""
+
+
+def _sse(data: dict, event: Optional[str] = None, event_id: Optional[int] = None) -> str:
+    """One SSE event; json.dumps keeps newlines and non-ASCII inside a single data line (§8)."""
+    head = (f"event: {event}\n" if event else "") + (f"id: {event_id}\n" if event_id is not None else "")
+    return f"{head}data: {json.dumps(data)}\n\n"
+
+
+def parse_stream_request(body: Any) -> Message:
+    """Validate a /stream body (a message, or {"message": ...}); RequestProblem(400) if unusable."""
+    if not isinstance(body, dict):
+        raise RequestProblem(400, "request body must be a JSON object")
+    raw = body.get("message", body)
+    if not isinstance(raw, dict) or not ("content" in raw or "parts" in raw):
+        raise RequestProblem(400, "missing message: send {'content': {'type': 'text', 'text': ...}, 'role': 'user'}")
+    try:
+        message = Message.from_dict(raw)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise RequestProblem(400, f"invalid message: {exc}") from None
+    if isinstance(message.content, TextContent) and not isinstance(message.content.text, str):
+        raise RequestProblem(400, "message text must be a string")
+    return message
+
+
+# ---------------------------------------------------------------- server side
+class _LiveStream:
+    """One in-flight /stream response: its event loop and the step it is waiting on."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.step: Optional[asyncio.Future] = None
+        self.stop_reason: Optional[str] = None
+
+    def stop(self, reason: str) -> None:
+        """Ask the stream to end (thread-safe): the agent's pending await is cancelled."""
+        self.stop_reason = self.stop_reason or reason
+        with contextlib.suppress(RuntimeError):  # loop already closed: nothing left to stop
+            self.loop.call_soon_threadsafe(lambda: self.step and self.step.cancel())
+
+
+async def _next_chunk(agen: AsyncIterator) -> Any:
+    return await agen.__anext__()
+
+
+class StreamingAgent(A2AServer):
+    """An A2AServer whose /stream delivers every chunk, then lastChunk (§1–§7).
+
+    Subclass it and write `async def stream_response(self, message)` yielding str or dict
+    chunks. The stream is pulled from the agent one chunk at a time in the request's own
+    thread, so nothing sits in a queue to be lost, the agent never runs ahead of a slow
+    client, and a client that goes away closes the agent's generator.
+    """
+
+    keepalive_seconds: float = KEEPALIVE_SECONDS
+    max_body_bytes: int = MAX_BODY_BYTES
+
+    def __init__(self, name: Optional[str] = None, description: Optional[str] = None, **kwargs: Any):
+        kwargs.setdefault("url", "http://127.0.0.1")  # serve() puts the real address in the card
+        super().__init__(name=name or type(self).__name__,
+                         description=description or (type(self).__doc__ or "").strip().split("\n")[0],
+                         **kwargs)
+        self._live: set[_LiveStream] = set()
+        self._live_lock = threading.Lock()
+
+    async def stream_response(self, message: Message) -> AsyncIterator[Any]:
+        """Yield the answer chunk by chunk (override this)."""
+        raise NotImplementedError(f"{type(self).__name__} must define stream_response")
+        yield  # pragma: no cover - makes this an async generator
+
+    def handle_message(self, message: Message) -> Message:
+        """Non-streaming answer = the joined stream, so both paths give identical text."""
+        async def collect() -> str:
+            return "".join([chunk_text(c) async for c in self.stream_response(message)])
+        return Message(content=TextContent(text=asyncio.run(collect())), role=MessageRole.AGENT,
+                       parent_message_id=message.message_id, conversation_id=message.conversation_id)
+
+    def setup_routes(self, app) -> None:
+        """Adds python-a2a's A2A routes, then swaps in the kit's /stream view (§7)."""
+        super().setup_routes(app)
+        app.view_functions["handle_streaming_request"] = self._stream_view
+
+    @property
+    def live_streams(self) -> int:
+        """How many /stream responses are in flight right now."""
+        return len(self._live)
+
+    def close_streams(self, reason: str = "server shutting down") -> None:
+        """End every in-flight stream with an error event naming the reason."""
+        with self._live_lock:
+            live = list(self._live)
+        for stream in live:
+            stream.stop(reason)
+
+    def _stream_view(self):
+        """POST /stream: validate, then answer with the SSE generator (4xx JSON on bad input)."""
+        try:
+            message, after = self._read_stream_request()
+        except RequestProblem as problem:
+            return jsonify({"error": str(problem)}), problem.status
+        events = self._sse_events(message, after, request.environ.get("werkzeug.socket"))
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        return Response(events, mimetype="text/event-stream", headers=headers)
+
+    def _read_stream_request(self) -> tuple[Message, int]:
+        """The message and the resume point (Last-Event-ID: skip chunks up to that index)."""
+        if (request.content_length or 0) > self.max_body_bytes:
+            raise RequestProblem(413, f"request body over {self.max_body_bytes} bytes")
+        request.max_content_length = self.max_body_bytes
+        try:
+            body = request.get_json(force=True, silent=False)
+        except HTTPException as exc:
+            status = exc.code if exc.code == 413 else 400
+            raise RequestProblem(status, "request body is not valid JSON" if status == 400 else exc.description) from None
+        last_id = request.headers.get("Last-Event-ID", "-1").strip() or "-1"
+        if not last_id.lstrip("-").isdigit():
+            raise RequestProblem(400, "Last-Event-ID must be a chunk index")
+        return parse_stream_request(body), int(last_id)
+
+    def _sse_events(self, message: Message, after: int, sock: Optional[socket.socket]) -> Iterator[str]:
+        """Run the agent's async generator chunk by chunk and frame each chunk as SSE."""
+        loop = asyncio.new_event_loop()
+        stream = _LiveStream(loop)
+        agen = self.stream_response(message)
+        with self._live_lock:
+            self._live.add(stream)
+        watching = _watch_for_hangup(loop, sock, stream)
+        index = 0
+        try:
+            yield ": stream open\n\n"  # sends the headers at once
+            while True:
+                try:
+                    chunk = self._pull(loop, stream, agen)
+                except StopAsyncIteration:
+                    break
+                except asyncio.CancelledError:
+                    if stream.stop_reason != "client disconnected":
+                        yield _sse({"error": stream.stop_reason or "stream cancelled", "index": index}, "error")
+                    return
+                except Exception as exc:  # §2: the agent's error reaches the client as an error
+                    yield _sse({"error": f"{type(exc).__name__}: {exc}", "index": index}, "error")
+                    return
+                if chunk is _PING:
+                    yield ": ping\n\n"
+                    continue
+                if index > after:
+                    yield _sse({"content": chunk, "index": index, "append": True}, event_id=index)
+                index += 1
+            yield _sse({"content": "", "index": index, "append": True, "lastChunk": True}, event_id=index)
+        finally:
+            self._finish(loop, stream, agen, watching)
+
+    def _pull(self, loop: asyncio.AbstractEventLoop, stream: _LiveStream, agen: AsyncIterator) -> Any:
+        """The agent's next chunk, or _PING after keepalive_seconds of silence."""
+        if stream.stop_reason:
+            raise asyncio.CancelledError
+        if stream.step is None or stream.step.done():
+            stream.step = loop.create_task(_next_chunk(agen))
+        done, _ = loop.run_until_complete(asyncio.wait({stream.step}, timeout=self.keepalive_seconds))
+        return stream.step.result() if done else _PING
+
+    def _finish(self, loop, stream: _LiveStream, agen, watching: bool) -> None:
+        """Close the agent's generator (its finally blocks run) and the stream's loop."""
+        with self._live_lock:
+            self._live.discard(stream)
+        if watching:
+            loop.remove_reader(watching)
+        step = stream.step
+        if step is not None and not step.done():
+            step.cancel()
+            with contextlib.suppress(BaseException):
+                loop.run_until_complete(step)
+        with contextlib.suppress(Exception):
+            loop.run_until_complete(agen.aclose())
+        loop.close()
+
+
+def _watch_for_hangup(loop: asyncio.AbstractEventLoop, sock: Optional[socket.socket], stream: _LiveStream):
+    """Stop the stream as soon as the client closes its socket, even while the agent is idle."""
+    if type(sock) is not socket.socket:  # only plain sockets (werkzeug's server gives one)
+        return False
+    fd = sock.fileno()
+
+    def on_readable() -> None:
+        try:
+            closed = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return
+        except OSError:
+            closed = True
+        loop.remove_reader(fd)  # readable but open means the client sent more: stop watching
+        if closed:
+            stream.stop("client disconnected")
+
+    loop.add_reader(fd, on_readable)
+    return fd
+
+
+@contextlib.contextmanager
+def serve(agent: A2AServer, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Run the agent's Flask app in a background thread; yields its base URL (§9).
+
+    Port 0 picks a free port. On exit, in-flight streams are ended and the server stopped.
+    """
+    server = make_server(host, port, _a2a_http.create_flask_app(agent), threaded=True)
+    url = f"http://{host}:{server.server_port}"
+    if hasattr(agent, "agent_card"):
+        agent.agent_card.url = url
+    thread = threading.Thread(target=server.serve_forever, name=f"serve {url}", daemon=True)
+    thread.start()
+    try:
+        with urllib.request.urlopen(f"{url}/agent.json", timeout=10):  # answers: ready
+            pass
+        yield url
+    finally:
+        if isinstance(agent, StreamingAgent):
+            agent.close_streams()
+            _wait_for(lambda: agent.live_streams == 0, seconds=5)
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def _wait_for(condition: Callable[[], bool], seconds: float) -> bool:
+    """Wait until condition() is true or the deadline passes; returns the last answer."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def _interrupt(*_: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def serve_until_interrupted(agent: A2AServer, host: str, port: int) -> int:
+    """`--serve`: print the address, serve until Ctrl-C or SIGTERM, exit 0."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    with serve(agent, host, port) as url:
+        print(f"Serving {agent.agent_card.name} at {url}", flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            print("Stopped.", flush=True)
+    return 0
+
+
+# ---------------------------------------------------------------- client side
+class StrictStreamingClient(StreamingClient):
+    """StreamingClient that raises instead of silently re-sending or truncating (§10–§14).
+
+    `timeout` is an idle limit (no bytes for that long), not a cap on the whole stream.
+    Yields content chunks ({"content", "index", "append"}) and stops at lastChunk.
+    """
+
+    def __init__(self, url: str, headers: Optional[dict] = None, timeout: float = 60.0,
+                 connect_timeout: float = 10.0):
+        super().__init__(url, headers=headers, timeout=timeout)
+        self.connect_timeout = connect_timeout
+
+    def _create_session(self) -> aiohttp.ClientSession:
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout, sock_read=self.timeout)
+        return aiohttp.ClientSession(headers=self.headers, timeout=timeout)
+
+    async def send_message_async(self, message: Union[Message, str]) -> Message:
+        """Non-streaming request; raises A2AConnectionError instead of returning "Error: ..." text."""
+        message = text_message(message) if isinstance(message, str) else message
+        try:
+            async with self._create_session() as session:
+                async with session.post(self.url, json=message.to_dict()) as response:
+                    await _raise_for_status(response, self.url)
+                    return Message.from_dict(await response.json(content_type=None))
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise A2AConnectionError(f"{self.url}: {type(exc).__name__}: {exc}") from exc
+
+    async def stream_response(self, message: Union[Message, str], chunk_callback: Optional[Callable] = None,
+                              after_index: Optional[int] = None) -> AsyncIterator[dict]:
+        """Stream the answer; after_index resumes after that chunk (sent as Last-Event-ID)."""
+        message = text_message(message) if isinstance(message, str) else message
+        headers = {"Accept": "text/event-stream"}
+        if after_index is not None:
+            headers["Last-Event-ID"] = str(after_index)
+        received, finished = 0, False
+        try:
+            async with self._create_session() as session:
+                async with session.post(f"{self.url}/stream", json=message.to_dict(), headers=headers) as response:
+                    await _raise_for_status(response, f"{self.url}/stream")
+                    async for chunk in self._process_stream(response):
+                        if isinstance(chunk, dict) and chunk.get("lastChunk"):
+                            finished = True
+                            break
+                        received += 1
+                        if chunk_callback:
+                            chunk_callback(chunk)
+                        yield chunk
+        except asyncio.TimeoutError as exc:  # before ClientError: aiohttp's timeout is both
+            raise A2AStreamingError(f"no data from {self.url} for {self.timeout:g} s") from exc
+        except aiohttp.ClientError as exc:
+            raise A2AConnectionError(f"{self.url}: {type(exc).__name__}: {exc}") from exc
+        if not finished:
+            raise StreamTruncatedError(f"stream from {self.url} ended after {received} chunks "
+                                       "without the lastChunk marker: its tail was lost")
+
+
+async def _raise_for_status(response: aiohttp.ClientResponse, where: str) -> None:
+    """Raise A2AConnectionError with the server's own error text for any 4xx/5xx."""
+    if response.status >= 400:
+        body = (await response.text())[:300]
+        raise A2AConnectionError(f"HTTP {response.status} from {where}: {body}")
+
+
+# ---------------------------------------------------------------- script plumbing
+def quiet() -> None:
+    """Silence python-a2a's prints and INFO logs and werkzeug's request log (§5).
+
+    Rebinds `print` inside python-a2a's server module only; the script's own output stays.
+    """
+    _a2a_http.print = lambda *args, **kwargs: None
+    logging.getLogger("python_a2a").setLevel(logging.CRITICAL)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    logging.getLogger().setLevel(logging.WARNING)  # python-a2a's basicConfig(level=INFO)
+
+
+def _url(value: str) -> str:
+    if not value.startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(f"expected http://host:port, got {value!r}")
+    return value.rstrip("/")
+
+
+def _port(value: str) -> int:
+    if not value.isdigit() or int(value) > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 0-65535, got {value!r}")
+    return int(value)
+
+
+def demo_parser(description: str, default_port: int, script: Optional[str] = None) -> argparse.ArgumentParser:
+    """The command-line contract every demo shares (--fast, --serve, --url, --verbose)."""
+    script = script or os.path.basename(sys.argv[0])
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=f"examples:\n  python {script} --fast\n  python {script} --serve        "
+               f"# then, in another terminal:\n  python {script} --url http://127.0.0.1:{default_port}")
+    parser.add_argument("--fast", action="store_true", help="no simulated delays (tests, CI)")
+    parser.add_argument("--serve", action="store_true", help="only run the agent server, until Ctrl-C")
+    parser.add_argument("--host", default="127.0.0.1", help="address for --serve (default 127.0.0.1)")
+    parser.add_argument("--port", type=_port, default=default_port,
+                        help=f"port for --serve (default {default_port}; 0 picks a free one)")
+    parser.add_argument("--url", type=_url, help="only run the client, against this running server")
+    parser.add_argument("--verbose", action="store_true", help="show python-a2a's and werkzeug's logs")
+    return parser
+
+
+def run_demo(args: argparse.Namespace, make_agent: Callable[[], A2AServer],
+             client: Callable[[str], Any]) -> int:
+    """Dispatch the contract: --serve, --url, or server + client in one process; exit code."""
+    if not args.verbose:
+        quiet()
+    try:
+        if args.serve:
+            return serve_until_interrupted(make_agent(), args.host, args.port)
+        if args.url:
+            return asyncio.run(client(args.url))
+        with serve(make_agent()) as url:
+            return asyncio.run(client(url))
+    except A2AError as exc:
+        print(paint(f"error: {exc}", "red"), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+# ---------------------------------------------------------------- output
+def use_colour(stream=sys.stdout) -> bool:
+    """Colour only on a terminal and only when NO_COLOR is not set."""
+    return stream.isatty() and "NO_COLOR" not in os.environ
+
+
+def paint(text: str, colour: str, stream=sys.stdout) -> str:
+    """text in a colorama colour ("green", "red", ...), plain when colour is off."""
+    if not use_colour(stream):
+        return text
+    import colorama
+    return f"{getattr(colorama.Fore, colour.upper())}{text}{colorama.Style.RESET_ALL}"
+
+
+def print_table(headers: list[str], rows: list[list[Any]]) -> None:
+    """A plain aligned table: the summary every demo ends with."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    line = lambda row: "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip()
+    print(line(cells[0]))
+    print("  ".join("-" * w for w in widths))
+    for row in cells[1:]:
+        print(line(row))
