@@ -209,7 +209,8 @@ class StreamingAgent(A2AServer):
             message, after = self._read_stream_request()
         except RequestProblem as problem:
             return jsonify({"error": str(problem)}), problem.status
-        events = self._sse_events(message, after, request.environ.get("werkzeug.socket"))
+        sock = request.environ.get("werkzeug.socket") or request.environ.get("gunicorn.socket")
+        events = self._sse_events(message, after, sock)
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         return Response(events, mimetype="text/event-stream", headers=headers)
 
@@ -288,7 +289,7 @@ class StreamingAgent(A2AServer):
 
 def _watch_for_hangup(loop: asyncio.AbstractEventLoop, sock: Optional[socket.socket], stream: _LiveStream):
     """Stop the stream as soon as the client closes its socket, even while the agent is idle."""
-    if type(sock) is not socket.socket:  # only plain sockets (werkzeug's server gives one)
+    if type(sock) is not socket.socket:  # only plain sockets (werkzeug and gunicorn give one)
         return False
     fd = sock.fileno()
 
