@@ -1,0 +1,46 @@
+"""Shared test helpers: run a script as a user would, load it as a module, spot library noise."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+# Lines python-a2a, werkzeug or logging print when nobody silences them (§5 in the README).
+LIBRARY_NOISE = ("Streaming request received", "Put chunk", "Set done_event", "Received chunk from agent",
+                 "INFO:", "DEBUG:", " * Running on", '"POST /stream', '"GET /', "Traceback (most recent call last)")
+
+
+def run_script(name: str, *args: str, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run a repo script as a user would: its own process, stdin closed, no TTY, no colour."""
+    full_env = {**os.environ, "NO_COLOR": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run([sys.executable, str(ROOT / name), *args], cwd=ROOT, env=full_env,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+
+
+def load_script(name: str) -> ModuleType:
+    """Import a script whose file name starts with a digit (01_basic_streaming.py ...)."""
+    path = ROOT / name
+    spec = importlib.util.spec_from_file_location(path.stem.replace("-", "_"), path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def library_noise(output: str) -> list[str]:
+    """The lines of output that come from libraries rather than the script."""
+    return [line for line in output.splitlines() if any(mark in line for mark in LIBRARY_NOISE)]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _quiet_libraries():
+    import streaming_kit
+    streaming_kit.quiet()
