@@ -424,12 +424,23 @@ async def _raise_for_status(response: aiohttp.ClientResponse, where: str) -> Non
 
 
 # ---------------------------------------------------------------- script plumbing
+class _SilentTraceback:
+    """Stands in for `traceback` inside python-a2a's server module: no print_exc output."""
+
+    format_exc = staticmethod(traceback.format_exc)
+
+    @staticmethod
+    def print_exc(*args: Any, **kwargs: Any) -> None:
+        pass
+
+
 def quiet() -> None:
     """Silence python-a2a's prints and INFO logs and werkzeug's request log (§5).
 
     Rebinds `print` inside python-a2a's server module only; the script's own output stays.
     """
     _a2a_http.print = lambda *args, **kwargs: None
+    _a2a_http.traceback = _SilentTraceback()
     logging.getLogger("python_a2a").setLevel(logging.CRITICAL)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     logging.getLogger().setLevel(logging.WARNING)  # python-a2a's basicConfig(level=INFO)
