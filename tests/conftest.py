@@ -44,3 +44,23 @@ def library_noise(output: str) -> list[str]:
 def _quiet_libraries():
     import streaming_kit
     streaming_kit.quiet()
+
+
+def stock_agent_class():
+    """A plain python-a2a A2AServer with stream_response: the library's own /stream (§1–§2)."""
+    import asyncio
+    import streaming_kit  # noqa: F401  (fast python_a2a import)
+    from python_a2a import A2AServer
+
+    class StockAgent(A2AServer):
+        def __init__(self, delay: float = 0.0):
+            super().__init__(url="http://127.0.0.1")
+            self.delay = delay
+
+        async def stream_response(self, message):
+            for i in range(int(message.content.text)):
+                if self.delay:
+                    await asyncio.sleep(self.delay)
+                yield f"c{i} "
+
+    return StockAgent

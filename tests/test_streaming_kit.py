@@ -1,0 +1,318 @@
+"""The kit against the library: completeness, errors, disconnects, bad input, idle gaps, shutdown."""
+import asyncio
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+
+import pytest
+from python_a2a import A2AConnectionError, A2AStreamingError
+
+import streaming_kit as kit
+from conftest import ROOT, stock_agent_class
+
+
+class CountingAgent(kit.StreamingAgent):
+    """Streams 'c0 c1 ...' for the number in the message, with an optional delay per chunk."""
+
+    def __init__(self, delay: float = 0.0):
+        super().__init__(name="counting agent")
+        self.delay = delay
+        self.runs = 0
+        self.closed = threading.Event()
+
+    async def stream_response(self, message):
+        self.runs += 1
+        try:
+            for i in range(int(kit.message_text(message))):
+                if self.delay:
+                    await asyncio.sleep(self.delay)
+                yield f"c{i} "
+        finally:
+            self.closed.set()
+
+
+async def collect(url: str, text: str, **client_options) -> list[dict]:
+    return [chunk async for chunk in kit.StrictStreamingClient(url, **client_options).stream_response(text)]
+
+
+def expect_complete(url: str, n: int) -> None:
+    chunks = asyncio.run(collect(url, str(n)))
+    assert [c["index"] for c in chunks] == list(range(n))
+    assert "".join(kit.chunk_text(c) for c in chunks) == "".join(f"c{i} " for i in range(n))
+
+
+@pytest.fixture
+def counting():
+    agent = CountingAgent()
+    with kit.serve(agent) as url:
+        yield agent, url
+
+
+# ---------------------------------------------------------------- completeness
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("n, repeats", [(1, 30), (5, 30), (100, 10), (2000, 3)])
+@pytest.mark.parametrize("delay", [0.0, 0.001])
+def test_kit_delivers_every_chunk_in_order_with_final_marker(n, repeats, delay):
+    if delay and n > 100:
+        repeats = 1  # 2000 × 1 ms per repeat is enough
+    with kit.serve(CountingAgent(delay)) as url:
+        for _ in range(repeats):  # repeated: a race that loses the tail shows up in some runs
+            expect_complete(url, n)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.xfail(strict=True, raises=A2AStreamingError, reason="stock python-a2a /stream drops the tail (§1)")
+@pytest.mark.parametrize("delay", [0.0, 0.02])
+def test_the_same_check_fails_on_stock_python_a2a(delay):
+    with kit.serve(stock_agent_class()(delay)) as url:
+        for _ in range(5):
+            expect_complete(url, 5)
+
+
+def test_multiline_and_unicode_chunks_arrive_byte_exact():
+    pieces = ["line one\nline two", "\n\n", "crlf\r\n", "data: not an event\n\n", "é ✓ 漢字 \u2028 😀", ""]
+
+    class Tricky(kit.StreamingAgent):
+        async def stream_response(self, message):
+            for piece in pieces:
+                yield piece
+
+    with kit.serve(Tricky()) as url:
+        assert [kit.chunk_text(c) for c in asyncio.run(collect(url, "go"))] == pieces
+
+
+def test_resume_after_index_skips_what_the_client_already_has(counting):
+    _, url = counting
+
+    async def resumed():
+        client = kit.StrictStreamingClient(url)
+        return [c["index"] async for c in client.stream_response("10", after_index=6)]
+
+    assert asyncio.run(resumed()) == [7, 8, 9]
+
+
+def test_non_streaming_reply_equals_the_joined_stream(counting):
+    _, url = counting
+    reply = asyncio.run(kit.StrictStreamingClient(url).send_message_async("4"))
+    assert kit.message_text(reply) == "c0 c1 c2 c3 "
+
+
+# ---------------------------------------------------------------- errors
+class FailingAgent(kit.StreamingAgent):
+    def __init__(self):
+        super().__init__()
+        self.runs = 0
+
+    async def stream_response(self, message):
+        self.runs += 1
+        yield "partial "
+        raise RuntimeError("model exploded")
+
+
+def test_agent_error_reaches_client_as_error_and_is_not_resent():
+    agent = FailingAgent()
+    with kit.serve(agent) as url:
+        seen = []
+
+        async def consume():
+            async for chunk in kit.StrictStreamingClient(url).stream_response("hi"):
+                seen.append(kit.chunk_text(chunk))
+
+        with pytest.raises(A2AStreamingError, match="RuntimeError: model exploded"):
+            asyncio.run(consume())
+    assert seen == ["partial "]
+    assert agent.runs == 1  # stock StreamingClient would silently POST again (§11)
+
+
+def test_stock_client_resends_where_the_strict_client_raises():
+    """Shows the guard above can fail: python-a2a's own client hides the error and re-runs the agent."""
+    from python_a2a import StreamingClient
+    agent = FailingAgent()
+    with kit.serve(agent) as url:
+        async def consume():
+            return [kit.chunk_text(c) async for c in StreamingClient(url).stream_response(kit.text_message("hi"))]
+        with pytest.raises(A2AConnectionError):  # the re-sent, non-streamed request fails too
+            asyncio.run(consume())
+    assert agent.runs == 2  # the agent ran a second time behind the caller's back
+
+
+def test_truncated_stream_raises_instead_of_looking_complete():
+    with kit.serve(stock_agent_class()(0.01)) as url:
+        with pytest.raises(kit.StreamTruncatedError, match="without the lastChunk marker"):
+            asyncio.run(collect(url, "3"))
+
+
+def test_unreachable_server_raises_connection_error():
+    with kit.serve(CountingAgent()) as url:
+        pass  # the port is closed again now
+    with pytest.raises(A2AConnectionError):
+        asyncio.run(collect(url, "1"))
+    with pytest.raises(A2AConnectionError):
+        asyncio.run(kit.StrictStreamingClient(url).send_message_async("1"))
+
+
+# ---------------------------------------------------------------- bad input
+BAD = [(b"{not json", 400), (b"[1]", 400), (b'"text"', 400), (b'{"message": 5}', 400),
+       (b'{"hello": "world"}', 400), (b'{"content": {"type": "text", "text": 5}, "role": "user"}', 400),
+       (b'{"content": {"type": "mystery"}, "role": "user"}', 400),
+       (b'{"content": {"type": "text", "text": "1"}, "role": "emperor"}', 400),
+       (b'{"content": "' + b"x" * (2 << 20) + b'"}', 413)]
+
+
+@pytest.mark.parametrize("body, status", BAD, ids=[str(b[:30]) for b, _ in BAD])
+def test_bad_requests_get_a_json_4xx_and_the_server_keeps_serving(counting, body, status):
+    _, url = counting
+    request = urllib.request.Request(f"{url}/stream", data=body, headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        urllib.request.urlopen(request, timeout=10)
+    assert answer.value.code == status
+    assert "error" in __import__("json").loads(answer.value.read())
+    expect_complete(url, 3)
+
+
+def test_bad_resume_point_is_refused(counting):
+    _, url = counting
+    request = urllib.request.Request(f"{url}/stream", data=b'{"content": {"type": "text", "text": "1"}}',
+                                     headers={"Content-Type": "application/json", "Last-Event-ID": "abc"})
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        urllib.request.urlopen(request, timeout=10)
+    assert answer.value.code == 400
+
+
+# ---------------------------------------------------------------- idle gaps and long streams
+class PausingAgent(kit.StreamingAgent):
+    keepalive_seconds = 0.1
+
+    async def stream_response(self, message):
+        yield "before "
+        await asyncio.sleep(float(kit.message_text(message)))
+        yield "after"
+
+
+def test_pings_keep_a_quiet_stream_alive_past_the_idle_limit():
+    with kit.serve(PausingAgent()) as url:
+        chunks = asyncio.run(collect(url, "1.0", timeout=0.4))
+    assert "".join(kit.chunk_text(c) for c in chunks) == "before after"
+
+
+def test_without_pings_the_same_gap_trips_the_idle_limit():
+    """Shows the test above can fail: no keepalive, same gap, the client gives up."""
+    class Silent(PausingAgent):
+        keepalive_seconds = 30
+
+    with kit.serve(Silent()) as url:
+        with pytest.raises(A2AStreamingError, match="no data"):
+            asyncio.run(collect(url, "1.0", timeout=0.4))
+
+
+def test_client_idle_limit_is_not_a_total_cap():
+    """A stream far longer than the client's timeout completes while chunks keep coming (§10)."""
+    with kit.serve(CountingAgent(delay=0.05)) as url:
+        chunks = asyncio.run(collect(url, "40", timeout=0.5))  # ≈ 2 s stream, 0.5 s idle limit
+    assert len(chunks) == 40
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_stream_longer_than_sixty_seconds_completes():
+    """The stock server cuts every stream at 60 s (§3) and the stock client at 30 s (§10)."""
+    with kit.serve(CountingAgent(delay=1.0)) as url:
+        chunks = asyncio.run(collect(url, "65", timeout=5))
+    assert [c["index"] for c in chunks] == list(range(65))
+
+
+# ---------------------------------------------------------------- disconnects and shutdown
+class EndlessAgent(kit.StreamingAgent):
+    def __init__(self, delay: float):
+        super().__init__()
+        self.delay = delay
+        self.closed = threading.Event()
+
+    async def stream_response(self, message):
+        try:
+            while True:
+                yield "tick "
+                await asyncio.sleep(self.delay)
+        finally:
+            self.closed.set()
+
+
+async def take(url: str, count: int) -> None:
+    async for chunk in kit.StrictStreamingClient(url).stream_response("go"):
+        if chunk["index"] + 1 == count:
+            return
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("delay", [0.0, 30.0], ids=["busy agent", "idle agent"])
+def test_client_disconnect_closes_the_agent_generator(delay):
+    agent = EndlessAgent(delay)
+    threads_before = threading.active_count()
+    with kit.serve(agent) as url:
+        asyncio.run(take(url, 1 if delay else 5))
+        assert agent.closed.wait(10), "the agent kept running after the client left"
+        assert kit._wait_for(lambda: agent.live_streams == 0, seconds=10)
+    assert kit._wait_for(lambda: threading.active_count() <= threads_before, seconds=10)
+
+
+@pytest.mark.timeout(30)
+def test_shutdown_ends_in_flight_streams_with_an_error():
+    agent = EndlessAgent(0.05)
+    outcome = {}
+
+    def listen(url):
+        try:
+            asyncio.run(take(url, 10_000))
+        except A2AStreamingError as error:
+            outcome["error"] = str(error)
+
+    with kit.serve(agent) as url:
+        listener = threading.Thread(target=listen, args=(url,))
+        listener.start()
+        assert kit._wait_for(lambda: agent.live_streams == 1, seconds=10)
+    listener.join(10)
+    assert outcome == {"error": "server shutting down"}
+    assert agent.closed.is_set() and agent.live_streams == 0
+
+
+# ---------------------------------------------------------------- helpers and noise
+@pytest.mark.parametrize("chunk, text", [
+    ("plain", "plain"), ({"content": "a", "index": 0}, "a"), ({"text": "b"}, "b"),
+    ({"content": {"type": "text", "text": "c"}}, "c"), ({"parts": [{"type": "text", "text": "d"}, {"text": "e"}]}, "de"),
+    ({"content": "", "lastChunk": True}, ""), ({"lastChunk": True}, ""), (None, ""), (42, "")])
+def test_chunk_text_reads_every_shape(chunk, text):
+    assert kit.chunk_text(chunk) == text
+
+
+NOISE_PROBE = """
+import asyncio, sys
+sys.path.insert(0, {root!r}); sys.path.insert(0, {tests!r})
+import streaming_kit as kit
+from conftest import stock_agent_class
+if sys.argv[1] == "quiet":
+    kit.quiet()
+with kit.serve(stock_agent_class()(0.01)) as url:
+    try:
+        asyncio.run(kit.StrictStreamingClient(url).stream_response("3").__anext__())
+    except Exception:
+        pass
+print("own line")
+"""
+
+
+@pytest.mark.parametrize("mode", ["quiet", "loud"])
+def test_quiet_silences_the_library_but_not_the_script(mode):
+    probe = NOISE_PROBE.format(root=str(ROOT), tests=str(ROOT / "tests"))
+    result = subprocess.run([sys.executable, "-c", probe, mode], capture_output=True, text=True, timeout=60)
+    assert "own line" in result.stdout
+    noisy = "Streaming request received" in result.stdout
+    assert noisy == (mode == "loud")  # loud shows the probe detects the noise quiet() removes
+
+
+def test_importing_the_kit_skips_optional_heavy_imports_but_allows_them_later():
+    probe = ("import sys; sys.path.insert(0, %r); import streaming_kit, python_a2a; "
+             "print('openai' in sys.modules, 'langchain' in sys.modules); import openai; print('ok')") % str(ROOT)
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["False", "False", "ok"], result.stderr
