@@ -1,0 +1,66 @@
+"""basic_streaming.py: run as a user runs it, and its agent and client used directly."""
+import asyncio
+
+import pytest
+
+import streaming_kit as kit
+from conftest import library_noise, load_script, run_script
+
+basic = load_script("basic_streaming.py")
+
+
+def test_demo_prints_the_whole_answer_and_a_summary():
+    result = run_script("basic_streaming.py", "--fast")
+    assert result.returncode == 0, result.stderr
+    assert basic.ANSWER in result.stdout
+    assert "24 chunks, 135 characters" in result.stdout
+    assert "every word arrived, in order" in result.stdout
+    assert library_noise(result.stdout + result.stderr) == []
+
+
+def test_agent_streams_the_answer_word_by_word():
+    async def words():
+        return [chunk async for chunk in basic.EchoStreamer(delay=0).stream_response(kit.text_message("?"))]
+    chunks = asyncio.run(words())
+    assert len(chunks) == len(basic.ANSWER.split(" "))
+    assert "".join(chunks).strip() == basic.ANSWER
+
+
+def test_client_exits_1_when_the_answer_arrives_changed(capsys):
+    class WrongAnswer(kit.StreamingAgent):
+        async def stream_response(self, message):
+            yield "something else"
+    with kit.serve(WrongAnswer()) as url:
+        assert asyncio.run(basic.ask(url)) == 1
+    assert "changed" in capsys.readouterr().out
+
+
+@pytest.mark.timeout(60)
+def test_serve_and_url_work_from_two_processes():
+    import subprocess
+    import sys
+    server = subprocess.Popen([sys.executable, "basic_streaming.py", "--serve", "--port", "0"], cwd=kit.__file__.rsplit("/", 1)[0],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    try:
+        first_line = server.stdout.readline()  # blocks until the server says where it is
+        assert first_line.startswith("Serving Basic streaming agent at http://127.0.0.1:")
+        url = first_line.split(" at ")[1].strip()
+        client = run_script("basic_streaming.py", "--url", url)
+        assert client.returncode == 0, client.stderr
+        assert basic.ANSWER in client.stdout
+    finally:
+        server.terminate()
+        assert server.wait(10) == 0  # SIGTERM is a clean stop
+    assert "Stopped." in server.stdout.read()
+
+
+def test_bad_arguments_exit_2_with_a_usage_message():
+    result = run_script("basic_streaming.py", "--url", "localhost:8100")
+    assert result.returncode == 2
+    assert "expected http://host:port" in result.stderr
+
+
+def test_help_shows_an_example_command_line():
+    result = run_script("basic_streaming.py", "--help")
+    assert result.returncode == 0
+    assert "python basic_streaming.py --serve" in result.stdout

@@ -1,0 +1,80 @@
+"""core_streaming_test.py: the smoke harness passes on the kit and names what a broken server loses."""
+import asyncio
+import json
+import threading
+
+import pytest
+from flask import Flask, Response
+from werkzeug.serving import make_server
+
+import streaming_kit as kit
+from conftest import library_noise, load_script, run_script, stock_agent_class
+
+harness = load_script("core_streaming_test.py")
+
+
+def test_local_checklist_passes_on_this_machine():
+    result = run_script("core_streaming_test.py")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "12 passed, 0 failed" in result.stdout
+    for check in ("packages importable", "2000 chunks at zero delay", "long idle gap survives",
+                  "agent error surfaces as an error", "client disconnect stops the agent", "bad input gets 4xx"):
+        assert f"✓ {check}:" in result.stdout
+    assert library_noise(result.stdout + result.stderr) == []
+
+
+def test_json_output_is_machine_readable():
+    result = run_script("core_streaming_test.py", "--json")
+    report = json.loads(result.stdout)
+    assert result.returncode == 0 and report["passed"] is True
+    assert len(report["checks"]) == 12 and all(check["ok"] for check in report["checks"])
+
+
+def test_url_mode_passes_against_a_kit_agent():
+    with kit.serve(harness.HarnessAgent()) as url:
+        result = run_script("core_streaming_test.py", "--url", url)
+    assert result.returncode == 0, result.stdout
+    assert "4 passed, 0 failed" in result.stdout
+
+
+@pytest.mark.parametrize("delay", [0.02, 0.0], ids=["paced agent", "zero-delay agent"])
+def test_url_mode_fails_against_stock_python_a2a_and_names_the_loss(delay):
+    with kit.serve(stock_agent_class()(delay)) as url:
+        result = run_script("core_streaming_test.py", "--url", url, "--message", "6", "--json")
+    assert result.returncode == 1
+    checks = {c["check"]: c for c in json.loads(result.stdout)["checks"]}
+    streams = checks["streams complete and in order"]
+    assert not streams["ok"] and "without the lastChunk marker" in streams["detail"]
+    assert not checks["bad input gets 4xx"]["ok"] and "→ 500" in checks["bad input gets 4xx"]["detail"]
+
+
+def serve_raw_sse(events: list[str]):
+    """A server whose /stream answers with exactly these SSE events (to fake a gap)."""
+    app = Flask("raw")
+    app.add_url_rule("/stream", "stream", lambda: Response("".join(events), mimetype="text/event-stream"),
+                     methods=["POST"])
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_a_gap_in_the_middle_is_named_by_index():
+    events = [f'data: {{"content": "c{i}", "index": {i}}}\n\n' for i in (0, 1, 3)]
+    events.append('data: {"content": "", "index": 4, "lastChunk": true}\n\n')
+    server = serve_raw_sse(events)
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        with pytest.raises(harness.CheckFailed, match=r"lost chunk\(s\) #2"):
+            asyncio.run(harness.check_streams_complete(url, "hi", runs=2))
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_unreachable_server_fails_every_check_with_a_reason():
+    with kit.serve(harness.HarnessAgent()) as url:
+        pass  # closed again
+    result = run_script("core_streaming_test.py", "--url", url, "--runs", "1")
+    assert result.returncode == 1
+    assert "0 passed, 4 failed" in result.stdout
+    assert "Connection refused" in result.stdout or "Cannot connect" in result.stdout
