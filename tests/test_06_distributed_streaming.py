@@ -1,0 +1,267 @@
+"""Tests for 06_distributed_streaming.py: real replica processes, balancing, fan-out, failover, gunicorn."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, library_noise, load_script, run_script
+
+SCRIPT = "06_distributed_streaming.py"
+demo = load_script(SCRIPT)
+
+
+def reference_text(prompt: str) -> str:
+    """What an uninterrupted answer must be, computed without any server."""
+    return "".join(demo.answer_line(prompt, i) for i in range(demo.CHUNKS))
+
+
+def is_gone(pid: int) -> bool:
+    """True once no process has this pid (reaped, not a zombie or an orphan)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def wait_gone(pids, seconds: float = 10) -> list[int]:
+    """The pids still alive after the deadline (a reparented orphan is reaped by init quickly)."""
+    deadline = time.monotonic() + seconds
+    while (alive := [p for p in pids if not is_gone(p)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return alive
+
+
+@pytest.fixture
+def replicas():
+    """Fresh replica processes (fast pacing) as balancer Replicas; every process reaped afterwards."""
+    with demo.replica_processes(3, fast=True) as processes:
+        yield [demo.Replica(f"replica-{i + 1}", p.url, p) for i, p in enumerate(processes)]
+    pids = [p.pid for p in processes]
+    assert all(p.process.poll() is not None for p in processes)
+    assert wait_gone(pids, seconds=0) == [], "replica processes left running"
+
+
+def quiet_balancer(replicas, strategy="round-robin") -> "demo.Balancer":
+    balancer = demo.Balancer(replicas, strategy)
+    balancer.log = lambda line: None
+    return balancer
+
+
+# ---------------------------------------------------------------- the script as a user runs it
+@pytest.mark.timeout(120)
+def test_fast_run_passes_every_check_and_leaves_no_process(tmp_path):
+    report = tmp_path / "metrics.json"
+    result = run_script(SCRIPT, "--fast", "--report", str(report))
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "failover after chunk 7: 0 lost, 0 duplicated, text identical" in result.stdout
+    assert "FAIL" not in result.stdout and result.stdout.count("PASS") == 9
+    assert re.search(r"served by: (replica-\d )+", result.stdout)
+    assert "[replica-3] ended early after 4 chunks" in result.stdout  # the frozen source, cut by its timeout
+    assert library_noise(output) == [] and result.stderr == ""
+    document = json.loads(report.read_text())
+    assert document["passed"] is True and len(document["replicas"]) == 3
+    assert all(r["requests"] > 0 and r["chunks"] > 0 for r in document["replicas"])
+    pids = {int(p) for p in re.findall(r"pid (\d+)", result.stdout)}
+    assert len(pids) == 4  # three replicas and the restarted one
+    assert wait_gone(pids) == [], "orphan replica processes"
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_stops_every_replica():
+    env = {**os.environ, "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"}
+    script = subprocess.Popen([sys.executable, str(ROOT / SCRIPT)], cwd=ROOT, env=env, text=True,
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    lines = []
+    while "== single" not in "".join(lines):  # replicas are up once the first mode starts
+        ready, _, _ = select.select([script.stdout], [], [], 30)
+        assert ready, "the demo did not start"
+        lines.append(script.stdout.readline())
+    script.send_signal(signal.SIGINT)
+    out, err = script.communicate(timeout=30)
+    pids = [int(p) for p in re.findall(r"pid (\d+)", "".join(lines))]
+    assert script.returncode == 130 and len(pids) == 3
+    assert wait_gone(pids) == [], "Ctrl-C left replica processes behind"
+    assert "Traceback" not in err
+
+
+def test_bad_arguments_exit_2(capsys):
+    for argv in (["--replicas", "1"], ["--url", "localhost:8106"], ["--mode", "chaos"],
+                 ["--url", "http://127.0.0.1:1", "--mode", "failover"], ["--source-timeout", "0"]):
+        with pytest.raises(SystemExit) as exit_info:
+            demo.main(argv)
+        assert exit_info.value.code == 2, argv
+    assert "needs replicas this script starts" in capsys.readouterr().err
+
+
+def test_url_can_be_given_several_times():
+    args = demo.build_parser().parse_args(["--url", "http://127.0.0.1:8106/", "--url", "http://127.0.0.1:8107"])
+    assert args.url == ["http://127.0.0.1:8106", "http://127.0.0.1:8107"]
+
+
+# ---------------------------------------------------------------- the parts, against real processes
+@pytest.mark.timeout(60)
+def test_url_mode_balances_over_running_replicas(replicas, capsys):
+    argv = [a for r in replicas[:2] for a in ("--url", r.url)] + ["--mode", "balance"]
+    assert demo.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "served by: " in out and "skipping the kill-and-restart" in out
+    assert "replica-3" not in out  # only the two given URLs are used
+
+
+@pytest.mark.timeout(60)
+def test_round_robin_takes_each_replica_in_turn(replicas):
+    balancer = quiet_balancer(replicas)
+    results = asyncio.run(demo.spread(balancer, "hello", 6))
+    served = [r.served_by[0] for r in results]
+    assert served == ["replica-1", "replica-2", "replica-3"] * 2
+    assert all(r.text == reference_text(f"hello #{i}") for i, r in enumerate(results))
+    assert [r.requests for r in replicas] == [2, 2, 2]
+
+
+@pytest.mark.timeout(60)
+def test_least_active_avoids_the_busy_replica(replicas):
+    balancer = quiet_balancer(replicas, "least-active")
+    check = asyncio.run(demo.least_active_round(balancer, "hello"))
+    assert check.ok and replicas[0].peak_active == 1
+
+
+@pytest.mark.timeout(60)
+def test_dead_replica_is_skipped_then_back_after_restart(replicas):
+    balancer = quiet_balancer(replicas)
+    dead = replicas[1]
+    dead.process.kill()
+
+    async def scenario():
+        await balancer.check_health()
+        during = await demo.spread(balancer, "hi", 4)
+        await asyncio.to_thread(dead.process.restart)
+        await balancer.check_health()
+        after = await demo.spread(balancer, "hi", 3)
+        return during, after
+
+    during, after = asyncio.run(scenario())
+    assert all(r.served_by[0] != "replica-2" and r.complete for r in during)
+    assert dead.healthy and sorted(r.served_by[0] for r in after) == ["replica-1", "replica-2", "replica-3"]
+
+
+@pytest.mark.timeout(60)
+def test_aggregation_gets_every_source_concurrently_each_in_order(replicas):
+    balancer = quiet_balancer(replicas)
+    arrivals = []
+    parts = asyncio.run(demo.fan_out(balancer, replicas, "topic", 10.0,
+                                     lambda replica, chunk: arrivals.append((replica.name, chunk["index"]))))
+    assert list(parts) == ["replica-1", "replica-2", "replica-3"]
+    for position, (name, (result, status)) in enumerate(parts.items()):
+        assert status == "complete" and result.indices == list(range(demo.CHUNKS))
+        assert result.text == reference_text(f"topic (part {position + 1} of 3)")
+        assert [i for n, i in arrivals if n == name] == list(range(demo.CHUNKS))
+    # Merged as they arrive: every source had started before any source finished.
+    last_of_first_finisher = min(max(i for i, a in enumerate(arrivals) if a[0] == n) for n in parts)
+    assert all(any(a[0] == n for a in arrivals[:last_of_first_finisher]) for n in parts)
+
+
+@pytest.mark.timeout(60)
+def test_stuck_source_is_cut_by_its_timeout_without_stalling_others(replicas):
+    balancer = quiet_balancer(replicas)
+    stuck = replicas[2]
+
+    def freeze_third(replica, chunk):
+        if replica is stuck and chunk["index"] == 1:
+            stuck.process.freeze()
+
+    try:
+        parts = asyncio.run(demo.fan_out(balancer, replicas, "topic", 1.0, freeze_third))
+    finally:
+        stuck.process.thaw()
+    assert [parts[r.name][0].complete for r in replicas] == [True, True, False]
+    assert parts["replica-3"][0].indices == [0, 1] and "no data" in parts["replica-3"][1]
+    assert [c.ok for c in demo.aggregate_checks(parts, stuck)] == [True, True]
+
+
+def failover_run(replicas, prompt="failover please"):
+    """A stream whose serving replica is SIGKILLed right after chunk KILL_AFTER_CHUNK."""
+    balancer = quiet_balancer(replicas)
+    killed = []
+
+    def kill_mid_stream(replica, chunk):
+        if chunk["index"] == demo.KILL_AFTER_CHUNK and not killed:
+            replica.process.kill()
+            killed.append(replica.process.pid)
+
+    result = asyncio.run(demo.stream_with_failover(balancer, prompt, kill_mid_stream))
+    reference = demo.StreamResult(prompt, indices=list(range(demo.CHUNKS)), texts=[reference_text(prompt)])
+    return result, reference, killed
+
+
+@pytest.mark.timeout(60)
+def test_failover_after_a_real_kill_loses_and_duplicates_nothing(replicas):
+    result, reference, killed = failover_run(replicas)
+    assert killed and is_gone(killed[0])
+    assert result.served_by == ["replica-1", "replica-2"] and result.failovers[0][1] >= demo.KILL_AFTER_CHUNK
+    assert result.indices == list(range(demo.CHUNKS)) and result.text == reference.text
+    assert all(c.ok for c in demo.failover_checks(result, reference, killed))
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("defect, symptom", [(lambda held: None, "duplicated"),           # restart from 0
+                                             (lambda held: held + 1, "lost")])            # skip one too many
+def test_failover_check_fails_on_a_wrong_resume_point(replicas, monkeypatch, defect, symptom):
+    honest_stream = demo.Balancer.stream
+
+    def broken_resume(self, replica, prompt, after_index=None, **kwargs):
+        wrong = defect(after_index) if after_index is not None else None
+        return honest_stream(self, replica, prompt, after_index=wrong, **kwargs)
+
+    monkeypatch.setattr(demo.Balancer, "stream", broken_resume)
+    result, reference, killed = failover_run(replicas)
+    assert getattr(result, symptom) > 0
+    assert [c.ok for c in demo.failover_checks(result, reference, killed)] == [True, False]
+
+
+def test_lost_and_duplicated_counts():
+    assert (demo.StreamResult("", indices=[0, 1, 2, 1, 2, 3]).duplicated,
+            demo.StreamResult("", indices=[0, 1, 3, 4]).lost) == (2, 1)
+    assert demo.percentile([5.0, 1.0, 3.0, 2.0, 4.0], 50) == 3.0 and demo.percentile([], 95) is None
+
+
+# ---------------------------------------------------------------- the production path
+@pytest.mark.timeout(60)
+def test_gunicorn_threaded_workers_stream_complete_and_in_order():
+    command = [sys.executable, "-m", "gunicorn", "-k", "gthread", "--threads", "4", "-w", "2",
+               "-b", "127.0.0.1:0", "--chdir", str(ROOT), "06_distributed_streaming:create_wsgi_app(fast=True)"]
+    server = subprocess.Popen(command, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        url = gunicorn_url(server)
+        replicas = [demo.Replica("gunicorn", url)]
+        results = asyncio.run(demo.spread(quiet_balancer(replicas), "via gunicorn", 4))  # 4 at once
+        assert all(r.complete and not r.failovers for r in results)
+        assert [r.text for r in results] == [reference_text(f"via gunicorn #{i}") for i in range(4)]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        server.stderr.close()
+    assert server.returncode == 0
+
+
+def gunicorn_url(server: subprocess.Popen) -> str:
+    """gunicorn logs "Listening at: http://H:P (pid)" on stderr once the socket is bound."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([server.stderr], [], [], 1)
+        line = server.stderr.readline() if ready else ""
+        if match := re.search(r"Listening at: (http://\S+)", line):
+            return match.group(1)
+        assert server.poll() is None, "gunicorn exited"
+    raise AssertionError("gunicorn did not start")
