@@ -517,3 +517,348 @@ def print_table(headers: list[str], rows: list[list[Any]]) -> None:
     print("  ".join("-" * w for w in widths))
     for row in cells[1:]:
         print(line(row))
+
+
+# ---------------------------------------------------------------- task streaming (tasks/sendSubscribe)
+# Stock python-a2a sends only "submitted" and "complete" on a task stream and fakes resubscribe
+# (§16), its client posts a bare Task instead of JSON-RPC (§17), both task-stream views must be
+# replaced (§18), and TaskState has no WORKING (§19). TaskStreamingAgent runs each task's async
+# generator of TaskUpdates in the task's own thread (a task outlives any one connection: A2A
+# lets a client drop and resubscribe) and keeps a log of every event, so every subscriber gets
+# every update in order. Events are python-a2a Task dicts with metadata {"seq", "kind"}.
+import copy  # noqa: E402
+import uuid  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+
+from python_a2a import A2AResponseError, Task, TaskState, TaskStatus  # noqa: E402
+
+FINAL_STATES = frozenset({TaskState.COMPLETED, TaskState.CANCELED, TaskState.FAILED})
+
+
+def a2a_state(state: TaskState) -> str:
+    """The official A2A name of a python-a2a task state: its WAITING is A2A's "working" (§19)."""
+    return "working" if state == TaskState.WAITING else state.value
+
+
+_stock_task_from_google = Task.from_google_a2a.__func__
+
+
+def _task_from_google_keeping_artifact_fields(cls, data: dict) -> Task:
+    task = _stock_task_from_google(cls, data)
+    for kept, sent in zip(task.artifacts, data.get("artifacts", [])):
+        kept.update({key: value for key, value in sent.items() if key not in kept})
+    return task
+
+
+# Task.from_dict keeps only "parts" of A2A-style artifacts, dropping artifactId, append and
+# lastChunk, so no client could assemble chunks by id. Keep the other fields as sent.
+Task.from_google_a2a = classmethod(_task_from_google_keeping_artifact_fields)
+
+
+@dataclass(frozen=True)
+class TaskUpdate:
+    """One thing a task reports while it runs: progress or an artifact chunk (§16 sends neither)."""
+    text: str = ""
+    metadata: dict = field(default_factory=dict)
+    artifact: Optional[dict] = None
+
+    @classmethod
+    def progress(cls, text: str, step: int, steps: int) -> "TaskUpdate":
+        """A WORKING status (python-a2a: WAITING, §19) for step `step` of `steps`."""
+        return cls(text, {"step": step, "steps": steps, "progress": round(step / steps, 3)})
+
+    @classmethod
+    def chunk(cls, artifact_id: str, text: str, *, append: bool = False, last_chunk: bool = False,
+              name: Optional[str] = None) -> "TaskUpdate":
+        """A piece of artifact `artifact_id`: append=True adds to it, last_chunk=True completes it."""
+        return cls(artifact={"artifactId": artifact_id, "name": name or artifact_id, "append": append,
+                             "lastChunk": last_chunk, "parts": [{"type": "text", "text": text}]})
+
+
+def artifact_text(artifact: dict) -> str:
+    """The text of an artifact (chunk_text reads a lastChunk artifact as the /stream end marker, §1)."""
+    return "".join(part.get("text", "") for part in artifact.get("parts", []) if isinstance(part, dict))
+
+
+def _agent_message(text: str, metadata: Optional[dict] = None) -> dict:
+    return {"role": "agent", "parts": [{"type": "text", "text": text}], **({"metadata": metadata} if metadata else {})}
+
+
+class _RpcProblem(RequestProblem):
+    def __init__(self, status: int, code: int, reason: str):
+        super().__init__(status, reason)
+        self.code = code
+
+
+class _TaskRun:
+    """One task: its Task, the log of every event sent for it, and its work's _LiveStream."""
+
+    def __init__(self, task: Task):
+        self.task = task
+        self.live = _LiveStream(asyncio.new_event_loop())
+        self.events: list[dict] = []
+        self.changed = threading.Condition()
+
+    @property
+    def final(self) -> bool:
+        return self.task.status.state in FINAL_STATES
+
+    def publish(self, kind: str, status: Optional[TaskStatus] = None, artifact: Optional[dict] = None) -> None:
+        """Apply a status change or artifact chunk, log it as the next event, wake subscribers."""
+        with self.changed:
+            if status is not None:
+                self.task.status = status
+            if artifact is not None:
+                self._merge(artifact)
+            self.events.append(self._event(kind, [artifact] if artifact else [], len(self.events)))
+            self.changed.notify_all()
+
+    def snapshot(self) -> dict:
+        """The task as it stands, whole artifacts included (append=False); seq = last event in it."""
+        with self.changed:
+            return self._event("task", [dict(a) for a in self.task.artifacts], len(self.events) - 1)
+
+    def events_after(self, seq: int, timeout: float) -> list[dict]:
+        """Events after `seq`, waiting up to `timeout`; a finished task with none new: its last."""
+        with self.changed:
+            self.changed.wait_for(lambda: len(self.events) > seq + 1 or self.final, timeout)
+            return self.events[seq + 1:] or (self.events[-1:] if self.final else [])
+
+    def wait_final(self, timeout: float) -> None:
+        with self.changed:
+            self.changed.wait_for(lambda: self.final, timeout)
+
+    def _event(self, kind: str, artifacts: list[dict], seq: int) -> dict:
+        status = self.task.status.to_dict()
+        if kind == "artifact-update":  # content only: the progress text stays on status updates
+            status.pop("message", None)
+        event = {"id": self.task.id, "sessionId": self.task.session_id, "status": status,
+                 "metadata": {"seq": seq, "kind": kind}}
+        return {**event, "artifacts": artifacts} if artifacts else event
+
+    def _merge(self, chunk: dict) -> None:
+        stored = next((a for a in self.task.artifacts if a["artifactId"] == chunk["artifactId"]), None)
+        if stored is None or not chunk["append"]:
+            if stored is not None:
+                self.task.artifacts.remove(stored)
+            self.task.artifacts.append({**chunk, "append": False})
+        else:  # replace, never mutate: snapshots handed out earlier stay as they were
+            stored.update(parts=[{"type": "text", "text": artifact_text(stored) + artifact_text(chunk)}],
+                          lastChunk=chunk["lastChunk"])
+
+
+def _task_sse(event: dict) -> str:
+    final = TaskState(event["status"]["state"]) in FINAL_STATES
+    return _sse(event, "complete" if final else "update", event_id=event["metadata"]["seq"])
+
+
+def _rpc_error(rpc_id: Any, problem: RequestProblem):
+    error = {"code": getattr(problem, "code", -32600), "message": str(problem)}
+    return jsonify({"jsonrpc": "2.0", "id": rpc_id, "error": error}), problem.status
+
+
+class TaskStreamingAgent(StreamingAgent):
+    """A StreamingAgent whose tasks stream every update over tasks/sendSubscribe (§16–§19).
+
+    Write `async def run_task(self, message)` yielding TaskUpdates: returning completes the
+    task, raising fails it (the reason goes in the status message), tasks/cancel cancels it
+    at its current await. tasks/resubscribe replays what a client missed (Last-Event-ID) or,
+    without it, starts with the task as it stands.
+    """
+
+    cancel_wait_seconds: float = 10.0  # how long tasks/cancel waits for the work to stop
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._task_runs: dict[str, _TaskRun] = {}
+
+    async def run_task(self, message: Message) -> AsyncIterator[TaskUpdate]:
+        """The task's work, yielding TaskUpdates (override this)."""
+        raise NotImplementedError(f"{type(self).__name__} must define run_task")
+        yield  # pragma: no cover - makes this an async generator
+
+    async def stream_response(self, message: Message) -> AsyncIterator[Any]:
+        """/stream (and tasks/send) for a task agent: the text of its artifact chunks, in order."""
+        async for update in self.run_task(message):
+            if update.artifact:
+                yield artifact_text(update.artifact)
+
+    def setup_routes(self, app) -> None:
+        """Also replaces both task-stream views (§18) and both cancel views with the kit's."""
+        super().setup_routes(app)
+        self._stock_cancel = app.view_functions["a2a_tasks_cancel"]
+        for endpoint in ("a2a_tasks_stream", "tasks_stream"):
+            app.view_functions[endpoint] = self._task_stream_view
+        for endpoint in ("a2a_tasks_cancel", "tasks_cancel"):
+            app.view_functions[endpoint] = self._task_cancel_view
+
+    def _task_stream_view(self):
+        """tasks/sendSubscribe starts a task, tasks/resubscribe joins one; both answer with SSE."""
+        rpc_id = None
+        try:
+            rpc_id, method, params = self._read_rpc("tasks/sendSubscribe")
+            after = self._last_event_id()
+            if method == "tasks/sendSubscribe":
+                run, snapshot_first = self._start_task(params), False
+            elif method == "tasks/resubscribe":
+                run, snapshot_first = self._find_run(params), after is None
+            else:
+                raise _RpcProblem(404, -32601, f"method {method!r} not found here: "
+                                                "use tasks/sendSubscribe or tasks/resubscribe")
+        except RequestProblem as problem:
+            return _rpc_error(rpc_id, problem)
+        events = self._task_events(run, -1 if after is None else after, snapshot_first)
+        return Response(events, mimetype="text/event-stream",
+                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    def _task_cancel_view(self):
+        """tasks/cancel: stop the work at its current await, wait until it ended, return the Task."""
+        rpc_id = None
+        try:
+            rpc_id, _, params = self._read_rpc("tasks/cancel")
+            if params.get("id") in self.tasks and params.get("id") not in self._task_runs:
+                return self._stock_cancel()  # a task from tasks/send: python-a2a's own bookkeeping
+            run = self._find_run(params)
+            if run.final:
+                state = a2a_state(run.task.status.state)
+                raise _RpcProblem(409, -32002, f"task {run.task.id} is already {state}: it cannot be canceled")
+        except RequestProblem as problem:
+            return _rpc_error(rpc_id, problem)
+        run.live.stop("canceled by the client")
+        run.wait_final(self.cancel_wait_seconds)
+        return jsonify({"jsonrpc": "2.0", "id": rpc_id, "result": run.snapshot()})
+
+    def _read_rpc(self, bare_method: str) -> tuple[Any, str, dict]:
+        """(id, method, params) of a JSON-RPC body; a bare Task (python-a2a's client, §17) also works."""
+        if (request.content_length or 0) > self.max_body_bytes:
+            raise _RpcProblem(413, -32600, f"request body over {self.max_body_bytes} bytes")
+        body = request.get_json(force=True, silent=True)
+        if not isinstance(body, dict):
+            raise _RpcProblem(400, -32700, "request body must be a JSON object")
+        if "jsonrpc" not in body:
+            return None, bare_method, body
+        if not isinstance(body.get("method"), str) or not isinstance(body.get("params"), dict):
+            raise _RpcProblem(400, -32600, "a JSON-RPC request needs a method and a params object")
+        return body.get("id"), body["method"], body["params"]
+
+    def _last_event_id(self) -> Optional[int]:
+        value = request.headers.get("Last-Event-ID", "").strip()
+        if value and not value.isdigit():
+            raise _RpcProblem(400, -32602, "Last-Event-ID must be the seq of the last update seen")
+        return int(value) if value else None
+
+    def _find_run(self, params: dict) -> _TaskRun:
+        if not params.get("id"):
+            raise _RpcProblem(400, -32602, "params.id (the task id) is required")
+        run = self._task_runs.get(str(params["id"]))
+        if run is None:
+            raise _RpcProblem(404, -32001, f"task not found: {params['id']}")
+        return run
+
+    def _start_task(self, params: dict) -> _TaskRun:
+        """Register the task, log "submitted", and start its work in a thread of its own."""
+        message = parse_stream_request({"message": params.get("message")})
+        task = Task(id=str(params.get("id") or uuid.uuid4()), session_id=params.get("sessionId"),
+                    message=params.get("message"))
+        run = _TaskRun(task)
+        with self._live_lock:
+            if task.id in self._task_runs:
+                raise _RpcProblem(409, -32600, f"task id {task.id} is already in use")
+            self._task_runs[task.id] = run
+            self._live.add(run.live)  # close_streams() and live_streams now cover the task
+        self.tasks[task.id] = task  # python-a2a's tasks/get sees it too
+        run.publish("task")
+        threading.Thread(target=self._work, args=(run, message), name=f"task {task.id}", daemon=True).start()
+        return run
+
+    def _work(self, run: _TaskRun, message: Message) -> None:
+        """Pull the agent's updates one by one; the way the generator ends decides the final state."""
+        agen = self.run_task(message)
+        try:
+            while True:
+                update = self._pull(run.live.loop, run.live, agen)
+                if update is not _PING:
+                    self._publish_update(run, update)
+        except StopAsyncIteration:
+            end = TaskStatus(state=TaskState.COMPLETED)
+        except asyncio.CancelledError:
+            end = TaskStatus(state=TaskState.CANCELED, message=_agent_message(run.live.stop_reason or "canceled"))
+        except Exception as exc:
+            end = TaskStatus(state=TaskState.FAILED, message=_agent_message(f"{type(exc).__name__}: {exc}"))
+        self._finish(run.live.loop, run.live, agen, False)  # the agent's finally blocks run first
+        run.publish("status-update", end)
+
+    @staticmethod
+    def _publish_update(run: _TaskRun, update: Any) -> None:
+        if not isinstance(update, TaskUpdate):
+            raise TypeError(f"run_task must yield TaskUpdate objects, not {type(update).__name__}")
+        if update.artifact is not None:
+            run.publish("artifact-update", artifact=update.artifact)
+        else:
+            run.publish("status-update", TaskStatus(state=TaskState.WAITING,
+                                                    message=_agent_message(update.text, update.metadata)))
+
+    def _task_events(self, run: _TaskRun, after: int, snapshot_first: bool) -> Iterator[str]:
+        """One subscriber's SSE: the snapshot or the log after `after`, then live events to the end."""
+        yield ": stream open\n\n"
+        if snapshot_first:
+            snapshot = run.snapshot()
+            yield _task_sse(snapshot)
+            if TaskState(snapshot["status"]["state"]) in FINAL_STATES:
+                return
+            after = snapshot["metadata"]["seq"]
+        while True:
+            events = run.events_after(after, self.keepalive_seconds)
+            if not events:
+                yield ": ping\n\n"
+                continue
+            for event in events:
+                yield _task_sse(event)
+            if TaskState(events[-1]["status"]["state"]) in FINAL_STATES:
+                return
+            after = events[-1]["metadata"]["seq"]
+
+
+class TaskStreamingClient(StrictStreamingClient):
+    """python-a2a's task-streaming API, strict: a cut stream or a failed call raises (§16, §17)."""
+
+    async def tasks_send_subscribe(self, task: Task) -> AsyncIterator[Task]:
+        """python-a2a's tasks_send_subscribe; raises if the stream ends before a final state."""
+        async for update in _until_final(super().tasks_send_subscribe(task), self.url):
+            yield update
+
+    async def tasks_resubscribe(self, task_id: str, session_id: Optional[str] = None,
+                                after: Optional[int] = None) -> AsyncIterator[Task]:
+        """Rejoin a task's stream (§16); `after` = seq of the last update seen, so none repeats."""
+        client = self
+        if after is not None:  # python-a2a's method takes no headers: give a copy the Last-Event-ID
+            client = copy.copy(self)
+            client.headers = {**self.headers, "Last-Event-ID": str(after)}
+        async for update in _until_final(StreamingClient.tasks_resubscribe(client, task_id, session_id), self.url):
+            yield update
+
+    async def cancel_task(self, task_id: str) -> Task:
+        """tasks/cancel that raises when refused (python-a2a's A2AClient.cancel_task reports CANCELED)."""
+        body = {"jsonrpc": "2.0", "id": str(uuid.uuid4()), "method": "tasks/cancel", "params": {"id": task_id}}
+        try:
+            async with self._create_session() as session:
+                async with session.post(f"{self.url}/tasks/cancel", json=body) as response:
+                    reply = await response.json(content_type=None)
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+            raise A2AConnectionError(f"{self.url}/tasks/cancel: {type(exc).__name__}: {exc}") from exc
+        if not isinstance(reply, dict) or "result" not in reply:
+            raise A2AResponseError(f"tasks/cancel {task_id}: {(reply or {}).get('error', reply)}")
+        return Task.from_dict(reply["result"])
+
+
+async def _until_final(updates: AsyncIterator[Task], where: str) -> AsyncIterator[Task]:
+    """Pass task updates through; raise where python-a2a would end quietly or invent a FAILED task."""
+    last = None
+    async with contextlib.aclosing(updates):  # closing early closes the HTTP stream too
+        async for task in updates:
+            if task.status.state == TaskState.FAILED and "seq" not in task.metadata:
+                raise A2AConnectionError(f"{where}: {(task.status.message or {}).get('error', 'request failed')}")
+            last = task
+            yield task
+    if last is None or last.status.state not in FINAL_STATES:
+        raise StreamTruncatedError(f"task stream from {where} ended before a final state: updates were lost")

@@ -1,0 +1,260 @@
+"""Task-based streaming: a task that reports its steps, streams its results, and can be
+cancelled, fail, or be picked up again after a dropped connection.
+
+A "report writer" agent works through six steps. Over A2A's tasks/sendSubscribe the client
+receives the task's whole life as it happens, and this demo runs four such tasks:
+
+    success      submitted -> working (step k/6) -> artifacts -> completed
+    cancel       the agent stalls at step 3; the client sends tasks/cancel; steps 4-6 never run
+    fail         step 5 raises; the task ends "failed" with the reason in its status message
+    resubscribe  the client drops the connection after step 2, then tasks/resubscribe picks up
+                 exactly after the last update it saw: nothing lost, nothing repeated
+
+You will see coloured state changes, one line per step (a tqdm bar on a terminal), and each
+artifact printed once, when its last chunk arrives. The report artifact comes in three chunks
+with one stable id (append=True, lastChunk=True on the last); the progress text travels in
+status messages and never mixes with it. A table sums up each task.
+
+python-a2a has no "working" task state: it says "waiting" (TaskState.WAITING). This script
+prints the official A2A name with python-a2a's in brackets.
+
+    python 04_task_based_streaming.py                      # all four tasks, one process
+    python 04_task_based_streaming.py --fast --scenario cancel
+    python 04_task_based_streaming.py --serve              # only the agent, on http://127.0.0.1:8104
+"""
+import asyncio
+import re
+import sys
+import time
+from typing import Optional
+
+from tqdm import tqdm
+
+from streaming_kit import (FINAL_STATES, TaskStreamingAgent, TaskStreamingClient, TaskUpdate, a2a_state,
+                           artifact_text, demo_parser, message_text, paint, print_table, run_demo, text_message)
+from python_a2a import Task, TaskState
+
+DEFAULT_PORT = 8104
+STEPS = ("Reading the request", "Gathering sources", "Outlining", "Drafting", "Reviewing", "Finishing")
+SOURCES = "A2A specification v0.1 (tasks/sendSubscribe); python-a2a 0.5.10 source"
+REPORT_CHUNKS = {  # step -> the part of the report that step writes
+    4: "Streaming a task means reporting its life, not only its answer. ",
+    5: "Each step sends a status update; results travel as artifact chunks with a stable id. ",
+    6: "The last chunk says lastChunk, so the reader knows the artifact is whole.",
+}
+STALL_SECONDS = 300.0  # "stall at step N": a source that never answers; only a cancel ends it
+
+
+def directive(word: str, request: str) -> Optional[int]:
+    """The step number in "<word> at step N" inside the request, if any."""
+    found = re.search(rf"\b{word} at step (\d+)", request)
+    return int(found.group(1)) if found else None
+
+
+class ReportAgent(TaskStreamingAgent):
+    """Writes a short report in six steps, streaming its progress and the report itself."""
+
+    def __init__(self, step_seconds: float = 0.4):
+        super().__init__(name="Report writer")
+        self.step_seconds = step_seconds
+        self.started: list[tuple[str, int]] = []  # (request, step) for every step begun: proof for tests
+
+    async def run_task(self, message):
+        request = message_text(message)
+        stall_at, fail_at = directive("stall", request), directive("fail", request)
+        for step, title in enumerate(STEPS, start=1):
+            self.started.append((request, step))
+            yield TaskUpdate.progress(title, step, len(STEPS))
+            await asyncio.sleep(STALL_SECONDS if step == stall_at else self.step_seconds)
+            if step == fail_at:
+                raise RuntimeError(f"{title.lower()} failed: the reviewer rejected the draft")
+            if step == 2:
+                yield TaskUpdate.chunk("sources", SOURCES, last_chunk=True)
+            if step in REPORT_CHUNKS:
+                yield TaskUpdate.chunk("report", REPORT_CHUNKS[step], name="report.md",
+                                       append=step > min(REPORT_CHUNKS), last_chunk=step == max(REPORT_CHUNKS))
+
+
+STATE_COLOURS = {TaskState.SUBMITTED: "cyan", TaskState.WAITING: "yellow", TaskState.COMPLETED: "green",
+                 TaskState.CANCELED: "magenta", TaskState.FAILED: "red"}
+
+
+def state_name(state: TaskState) -> str:
+    """The official A2A name, with python-a2a's in brackets where they differ."""
+    official = a2a_state(state)
+    return official if official == state.value else f"{official} (python-a2a: {state.value})"
+
+
+class TaskWatcher:
+    """What the client has seen of one task: updates by seq, states, steps, artifacts by id."""
+
+    def __init__(self, label: str):
+        self.seqs: list[int] = []
+        self.repeated = 0
+        self.states: list[TaskState] = []
+        self.step, self.steps = 0, len(STEPS)
+        self.step_times: list[float] = []
+        self.artifacts: dict[str, dict] = {}  # id -> {"name", "text", "chunks", "done"}
+        self.reason = ""
+        self.bar = tqdm(total=self.steps, desc=label, unit="step", disable=None, leave=False)
+
+    @property
+    def last_seq(self) -> int:
+        return self.seqs[-1] if self.seqs else -1
+
+    @property
+    def state(self) -> Optional[TaskState]:
+        return self.states[-1] if self.states else None
+
+    def apply(self, task: Task) -> None:
+        """Take one update; one seen before (same seq) is counted and ignored."""
+        seq = task.metadata["seq"]
+        if seq in self.seqs:
+            self.repeated += 1
+            return
+        self.seqs.append(seq)
+        self._state(task)
+        if task.metadata["kind"] == "status-update" and task.status.message:
+            self._progress(task.status.message)
+        for artifact in task.artifacts:
+            self._artifact(artifact)
+
+    def _state(self, task: Task) -> None:
+        state = task.status.state
+        if state == self.state:
+            return
+        self.states.append(state)
+        self._say(paint(state_name(state), STATE_COLOURS.get(state, "white")))
+        if state in FINAL_STATES:
+            self.step_times.append(time.perf_counter())
+            self.reason = artifact_text(task.status.message or {})
+            if self.reason:
+                self._say(f"  reason: {self.reason}")
+            self.bar.close()
+
+    def _progress(self, message: dict) -> None:
+        progress = message.get("metadata") or {}
+        if "step" not in progress:
+            return
+        self.step, self.steps = progress["step"], progress["steps"]
+        self.step_times.append(time.perf_counter())
+        self._say(f"  step {self.step}/{self.steps}  {artifact_text(message)}")
+        self.bar.total = self.steps
+        self.bar.update(self.step - self.bar.n)
+
+    def _artifact(self, chunk: dict) -> None:
+        """Assemble by artifactId: append adds, otherwise replaces; print once, at lastChunk."""
+        seen = self.artifacts.setdefault(chunk["artifactId"], {"name": chunk.get("name"), "text": "", "chunks": 0,
+                                                               "done": False})
+        seen["text"] = (seen["text"] if chunk.get("append") else "") + artifact_text(chunk)
+        seen["chunks"] += 1
+        if chunk.get("lastChunk") and not seen["done"]:
+            seen["done"] = True
+            self._say(paint(f"  artifact {seen['name']} ({seen['chunks']} chunk(s)):", "cyan"))
+            self._say(f"    | {seen['text']}")
+
+    def _say(self, line: str) -> None:
+        self.bar.write(line, file=sys.stdout)
+
+    def seconds_per_step(self) -> float:
+        gaps = [b - a for a, b in zip(self.step_times, self.step_times[1:])]
+        return sum(gaps) / len(gaps) if gaps else 0.0
+
+
+# Each scenario: what the client asks, the final state it expects, the last step it expects to see.
+SCENARIOS = {
+    "success": ("Write a report on task streaming.", TaskState.COMPLETED, 6),
+    "cancel": ("Write a report on task streaming; stall at step 3.", TaskState.CANCELED, 3),
+    "fail": ("Write a report on task streaming; fail at step 5.", TaskState.FAILED, 5),
+    "resubscribe": ("Write a report on task streaming.", TaskState.COMPLETED, 6),
+}
+
+
+async def follow(client: TaskStreamingClient, task: Task, watcher: TaskWatcher, scenario: str,
+                 pause: float) -> None:
+    """Send the task with tasks/sendSubscribe and follow it the way the scenario says."""
+    updates = client.tasks_send_subscribe(task)
+    async for update in updates:
+        watcher.apply(update)
+        if scenario == "cancel" and watcher.step == 3 and watcher.state not in FINAL_STATES:
+            watcher._say(paint("  client: tasks/cancel", "magenta"))
+            await client.cancel_task(task.id)  # returns once the agent's work has stopped
+        if scenario == "resubscribe" and watcher.step == 2:
+            break  # the connection drops here
+    await updates.aclose()  # closes the HTTP stream (the task itself keeps running)
+    if scenario == "resubscribe":
+        watcher._say(paint(f"  connection dropped after update #{watcher.last_seq}; resubscribing", "magenta"))
+        await asyncio.sleep(pause)  # meanwhile the agent keeps working
+        async for update in client.tasks_resubscribe(task.id, after=watcher.last_seq):
+            watcher.apply(update)
+
+
+async def server_copy(client: TaskStreamingClient, task_id: str) -> dict[str, str]:
+    """The finished task's artifacts as the server holds them (resubscribe = its final state)."""
+    async for final in client.tasks_resubscribe(task_id):
+        return {a["artifactId"]: artifact_text(a) for a in final.artifacts}
+    return {}
+
+
+def problems(scenario: str, watcher: TaskWatcher, on_server: dict[str, str]) -> list[str]:
+    """What the scenario's outcome gets wrong (empty: as expected)."""
+    _, expected_state, last_step = SCENARIOS[scenario]
+    found = []
+    if watcher.state != expected_state:
+        found.append(f"ended {watcher.state and a2a_state(watcher.state)}, expected {a2a_state(expected_state)}")
+    if watcher.seqs != list(range(len(watcher.seqs))) or watcher.repeated:
+        found.append(f"updates out of order, missing or repeated: {watcher.seqs} (+{watcher.repeated} repeats)")
+    if watcher.step != last_step:
+        found.append(f"last step seen {watcher.step}, expected {last_step}")
+    if {key: a["text"] for key, a in watcher.artifacts.items()} != on_server:
+        found.append("assembled artifacts differ from the server's copy")
+    return found
+
+
+async def run_scenario(client: TaskStreamingClient, scenario: str, pause: float) -> list:
+    request, _, _ = SCENARIOS[scenario]
+    print(paint(f"\n== {scenario}: {request}", "cyan"))
+    task = Task(message=text_message(request).to_dict())
+    watcher = TaskWatcher(scenario)
+    started = time.perf_counter()
+    await follow(client, task, watcher, scenario, pause)
+    elapsed = time.perf_counter() - started
+    found = problems(scenario, watcher, await server_copy(client, task.id))
+    if scenario == "cancel" and not found:
+        print(f"  cancelled at step {watcher.step}/{watcher.steps}; steps {watcher.step + 1}-{watcher.steps} never ran")
+    unfinished = [a["name"] for a in watcher.artifacts.values() if not a["done"]]
+    if unfinished:
+        print(f"  unfinished (no lastChunk, not shown): {', '.join(unfinished)}")
+    for problem in found:
+        print(paint(f"  problem: {problem}", "red"))
+    done = sum(a["done"] for a in watcher.artifacts.values())
+    return [scenario, " > ".join(a2a_state(s) for s in watcher.states), len(watcher.seqs),
+            f"{watcher.step}/{watcher.steps}", f"{done} whole, {len(unfinished)} partial",
+            f"{watcher.seconds_per_step():.2f} s", f"{elapsed:.2f} s", "ok" if not found else "FAILED"]
+
+
+async def run_scenarios(url: str, scenarios: list[str], pause: float) -> int:
+    client = TaskStreamingClient(url)
+    rows = [await run_scenario(client, scenario, pause) for scenario in scenarios]
+    print()
+    print_table(["task", "states seen", "updates", "steps", "artifacts", "per step", "total", "verdict"], rows)
+    passed = all(row[-1] == "ok" for row in rows)
+    print("\n" + paint("Verdict: every task streamed as expected" if passed else "Verdict: see the problems above",
+                       "green" if passed else "red"))
+    return 0 if passed else 1
+
+
+def main(argv=None) -> int:
+    parser = demo_parser("Task-based streaming: progress, artifacts, cancel, failure and resubscribe "
+                         "over tasks/sendSubscribe.", DEFAULT_PORT)
+    parser.add_argument("--scenario", choices=[*SCENARIOS, "all"], default="all",
+                        help="which task to run (default: all four)")
+    args = parser.parse_args(argv)
+    step_seconds = 0.0 if args.fast else 0.4
+    scenarios = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
+    return run_demo(args, lambda: ReportAgent(step_seconds),
+                    lambda url: run_scenarios(url, scenarios, pause=2.5 * step_seconds))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
