@@ -323,7 +323,7 @@ class ChunkingAgent(StreamingAgent):
     started}, so the client can compare server and client timings.
     """
 
-    def __init__(self, chars_per_second: float = 400.0, paced_chunks_per_second: float = 150.0,
+    def __init__(self, chars_per_second: float = 500.0, paced_chunks_per_second: float = 150.0,
                  buffer_size: int = 8):
         super().__init__(name="Chunking agent")
         self.chars_per_second = chars_per_second
@@ -450,7 +450,10 @@ def timeline(run: Run, span: float, width: int = 50) -> str:
 
 
 def ms(seconds: Optional[float]) -> str:
-    return "-" if seconds is None else f"{seconds * 1000:.1f} ms"
+    """A duration for people: milliseconds below a second, seconds above."""
+    if seconds is None:
+        return "-"
+    return f"{seconds:.2f} s" if seconds >= 1 else f"{seconds * 1000:.1f} ms"
 
 
 def show_timelines(runs: list[Run]) -> None:
@@ -535,7 +538,8 @@ def plot(runs: list[Run], path: Path) -> None:
 
     figure, (arrivals, gaps) = pyplot.subplots(1, 2, figsize=(12, 4))
     names = [run.strategy for run in runs]
-    arrivals.eventplot([[t * 1000 for t in run.client.times] for run in runs], lineoffsets=range(len(runs)))
+    arrivals.eventplot([[t * 1000 for t in run.client.times] for run in runs], lineoffsets=range(len(runs)),
+                    linelengths=0.8)
     arrivals.set(yticks=range(len(runs)), yticklabels=names, xlabel="ms since request", title="chunk arrivals")
     gaps.boxplot([[g * 1000 for g in run.client.gaps] or [0] for run in runs], tick_labels=names)
     gaps.set(ylabel="ms", title="gaps between chunks")
