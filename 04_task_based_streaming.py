@@ -138,7 +138,7 @@ class TaskWatcher:
             return
         self.step, self.steps = progress["step"], progress["steps"]
         self.step_times.append(time.perf_counter())
-        self._say(f"  step {self.step}/{self.steps}  {artifact_text(message)}")
+        self._say(f"  step {self.step}/{self.steps} ({progress.get('progress', 0):.0%})  {artifact_text(message)}")
         self.bar.total = self.steps
         self.bar.update(self.step - self.bar.n)
 
@@ -150,7 +150,8 @@ class TaskWatcher:
         seen["chunks"] += 1
         if chunk.get("lastChunk") and not seen["done"]:
             seen["done"] = True
-            self._say(paint(f"  artifact {seen['name']} ({seen['chunks']} chunk(s)):", "cyan"))
+            chunks = f"{seen['chunks']} chunk" + ("s" if seen["chunks"] > 1 else "")
+            self._say(paint(f"  artifact {seen['name']} ({chunks}):", "cyan"))
             self._say(f"    | {seen['text']}")
 
     def _say(self, line: str) -> None:
@@ -185,8 +186,11 @@ async def follow(client: TaskStreamingClient, task: Task, watcher: TaskWatcher, 
     if scenario == "resubscribe":
         watcher._say(paint(f"  connection dropped after update #{watcher.last_seq}; resubscribing", "magenta"))
         await asyncio.sleep(pause)  # meanwhile the agent keeps working
-        async for update in client.tasks_resubscribe(task.id, after=watcher.last_seq):
+        resumed_after = watcher.last_seq
+        async for update in client.tasks_resubscribe(task.id, after=resumed_after):
             watcher.apply(update)
+        watcher._say(f"  resubscribe delivered updates #{resumed_after + 1}-#{watcher.last_seq} "
+                     f"({watcher.repeated} repeated)")
 
 
 async def server_copy(client: TaskStreamingClient, task_id: str) -> dict[str, str]:

@@ -856,8 +856,11 @@ async def _until_final(updates: AsyncIterator[Task], where: str) -> AsyncIterato
     last = None
     async with contextlib.aclosing(updates):  # closing early closes the HTTP stream too
         async for task in updates:
-            if task.status.state == TaskState.FAILED and "seq" not in task.metadata:
-                raise A2AConnectionError(f"{where}: {(task.status.message or {}).get('error', 'request failed')}")
+            if "seq" not in task.metadata:  # python-a2a's stand-in for an error, or an unnumbered stream
+                error = (task.status.message or {}).get("error") if task.status.state == TaskState.FAILED else None
+                raise A2AConnectionError(f"{where}: {error}") if error else A2AResponseError(
+                    f"{where} sent a task update without metadata.seq: not a TaskStreamingAgent (§16), "
+                    "so lost updates could not be noticed")
             last = task
             yield task
     if last is None or last.status.state not in FINAL_STATES:

@@ -1,0 +1,336 @@
+"""04_task_based_streaming.py and the kit's task streaming: every update, in order, for every scenario."""
+import asyncio
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from conftest import ROOT, library_noise, load_script, run_script
+from streaming_kit import (StreamingAgent, TaskStreamingClient, artifact_text, serve, text_message)
+from python_a2a import A2AError, StreamingClient, Task, TaskState
+
+SCRIPT = "04_task_based_streaming.py"
+demo = load_script(SCRIPT)
+WAITING, DONE = TaskState.WAITING, TaskState.COMPLETED
+
+# The success scenario, update by update: (kind, state, step or artifact id, append, lastChunk).
+SUCCESS_SEQUENCE = [
+    ("task", TaskState.SUBMITTED, None),
+    ("status-update", WAITING, 1), ("status-update", WAITING, 2),
+    ("artifact-update", WAITING, ("sources", False, True)),
+    ("status-update", WAITING, 3), ("status-update", WAITING, 4),
+    ("artifact-update", WAITING, ("report", False, False)),
+    ("status-update", WAITING, 5),
+    ("artifact-update", WAITING, ("report", True, False)),
+    ("status-update", WAITING, 6),
+    ("artifact-update", WAITING, ("report", True, True)),
+    ("status-update", DONE, None),
+]
+REPORT = "".join(demo.REPORT_CHUNKS.values())
+
+
+def describe(task: Task) -> tuple:
+    """One update as (kind, state, step | (artifact id, append, lastChunk) | None)."""
+    kind = task.metadata["kind"]
+    if kind == "artifact-update":
+        (artifact,) = task.artifacts
+        return kind, task.status.state, (artifact["artifactId"], artifact["append"], artifact["lastChunk"])
+    step = ((task.status.message or {}).get("metadata") or {}).get("step")
+    return kind, task.status.state, step
+
+
+def new_task(request: str) -> Task:
+    return Task(message=text_message(request).to_dict())
+
+
+async def collect(updates) -> list[Task]:
+    return [update async for update in updates]
+
+
+@pytest.fixture
+def agent():
+    return demo.ReportAgent(step_seconds=0)
+
+
+@pytest.fixture
+def url(agent):
+    with serve(agent) as base_url:
+        yield base_url
+
+
+class StockTaskViews(demo.ReportAgent):
+    """The same agent with python-a2a's own task-stream views left in place (§16)."""
+
+    def setup_routes(self, app):
+        StreamingAgent.setup_routes(self, app)
+
+
+def post_json(url: str, body, headers=None) -> tuple[int, dict]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def raw_subscribe(url: str, request: str) -> list[tuple[str, dict]]:
+    """tasks/sendSubscribe as plain JSON-RPC over urllib: the (event, data) pairs of the SSE reply."""
+    body = {"jsonrpc": "2.0", "id": 7, "method": "tasks/sendSubscribe",
+            "params": {"id": f"raw-{time.monotonic_ns()}", "message": {"role": "user",
+                                                                       "parts": [{"type": "text", "text": request}]}}}
+    req = urllib.request.Request(f"{url}/a2a/tasks/stream", data=json.dumps(body).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as response:
+        blocks = response.read().decode().split("\n\n")
+    events = []
+    for block in blocks:
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if not line.startswith(":"))
+        if "data" in fields:
+            events.append((fields.get("event", "message"), json.loads(fields["data"])))
+    return events
+
+
+# ---------------------------------------------------------------- the script, as a user runs it
+@pytest.mark.timeout(60)
+def test_script_runs_all_four_scenarios():
+    result = run_script(SCRIPT, "--fast")
+    out = result.stdout
+    assert result.returncode == 0, result.stderr + out
+    for scenario in demo.SCENARIOS:
+        assert f"== {scenario}:" in out
+    assert "working (python-a2a: waiting)" in out
+    assert "cancelled at step 3/6; steps 4-6 never ran" in out
+    assert "reason: RuntimeError: reviewing failed: the reviewer rejected the draft" in out
+    assert "unfinished (no lastChunk, not shown): report.md" in out
+    assert "resubscribe delivered updates #3-#11 (0 repeated)" in out
+    assert out.count(REPORT) == 2  # printed once each by success and resubscribe, never by cancel/fail
+    assert "submitted > working > canceled" in out and "submitted > working > failed" in out
+    assert "Verdict: every task streamed as expected" in out and "FAILED" not in out
+    assert library_noise(out + result.stderr) == []
+
+
+@pytest.mark.timeout(30)
+def test_bad_scenario_is_a_usage_error():
+    result = run_script(SCRIPT, "--scenario", "nope")
+    assert result.returncode == 2 and "invalid choice: 'nope'" in result.stderr
+
+
+@pytest.mark.timeout(60)
+def test_serve_then_url_in_another_process():
+    server = subprocess.Popen([sys.executable, str(ROOT / SCRIPT), "--serve", "--port", "0"], cwd=ROOT,
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first_line = server.stdout.readline()  # blocks until the server announces itself
+        assert first_line.startswith("Serving Report writer at http://127.0.0.1:"), first_line
+        served_at = first_line.split(" at ")[1].strip()
+        result = run_script(SCRIPT, "--url", served_at, "--scenario", "cancel")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "cancelled at step 3/6; steps 4-6 never ran" in result.stdout
+    finally:
+        server.terminate()
+        assert server.wait(timeout=10) == 0
+    assert library_noise(server.stdout.read() + server.stderr.read()) == []
+
+
+@pytest.mark.timeout(30)
+def test_demo_client_fails_against_stock_task_views():
+    """The demo's own checks catch §16/§17: against python-a2a's views it exits 1, not 0."""
+    args = demo.demo_parser("x", 0).parse_args([])
+    code = demo.run_demo(args, StockTaskViews,
+                         lambda base: demo.run_scenarios(base, ["success"], pause=0))
+    assert code == 1
+
+
+# ---------------------------------------------------------------- every update, in order
+@pytest.mark.timeout(30)
+def test_success_sequence_is_exact(url):
+    updates = asyncio.run(collect(TaskStreamingClient(url).tasks_send_subscribe(new_task("report"))))
+    assert [describe(u) for u in updates] == SUCCESS_SEQUENCE
+    assert [u.metadata["seq"] for u in updates] == list(range(len(SUCCESS_SEQUENCE)))
+    assert {u.id for u in updates} == {updates[0].id}
+
+
+@pytest.mark.parametrize("server", [
+    demo.ReportAgent,
+    pytest.param(StockTaskViews, marks=pytest.mark.xfail(strict=True, reason="§16: stock sends 2 updates")),
+])
+@pytest.mark.timeout(30)
+def test_raw_json_rpc_gets_every_update(server):
+    with serve(server(step_seconds=0)) as base:
+        events = raw_subscribe(base, "report")
+    assert [event for event, _ in events] == ["update"] * 11 + ["complete"]
+    assert [data["status"]["state"] for _, data in events] == ["submitted"] + ["waiting"] * 10 + ["completed"]
+
+
+@pytest.mark.timeout(30)
+def test_python_a2a_own_client_methods_get_every_update(url):
+    """Plain python-a2a StreamingClient (§17: it posts a bare Task): tasks_send_subscribe and stream_task."""
+    client = StreamingClient(url)
+    updates = asyncio.run(collect(client.tasks_send_subscribe(new_task("report"))))
+    assert [describe(u) for u in updates] == SUCCESS_SEQUENCE
+    chunks = asyncio.run(collect(client.stream_task(new_task("report"))))
+    assert [c["status"] for c in chunks] == [state.value for _, state, _ in SUCCESS_SEQUENCE]
+    report = [a for c in chunks for a in c["artifacts"] if a["artifactId"] == "report"]
+    assert "".join(artifact_text(a) for a in report) == REPORT
+
+
+# ---------------------------------------------------------------- artifacts
+@pytest.mark.timeout(30)
+def test_artifact_assembled_from_appended_chunks(url):
+    client = TaskStreamingClient(url)
+    task = new_task("report")
+    updates = asyncio.run(collect(client.tasks_send_subscribe(task)))
+    chunks = [u.artifacts[0] for u in updates if u.metadata["kind"] == "artifact-update"
+              and u.artifacts[0]["artifactId"] == "report"]
+    assert [(c["append"], c["lastChunk"]) for c in chunks] == [(False, False), (True, False), (True, True)]
+    assert {c["name"] for c in chunks} == {"report.md"}
+    assert "".join(artifact_text(c) for c in chunks) == REPORT
+    assert all(not u.artifacts for u in updates if u.metadata["kind"] == "status-update")  # no mixing
+    assert asyncio.run(demo.server_copy(client, task.id)) == {"sources": demo.SOURCES, "report": REPORT}
+
+
+def test_watcher_assembles_by_id_and_prints_each_artifact_once(capsys):
+    watcher = demo.TaskWatcher("unit")
+    chunk = lambda seq, text, append, last: Task(metadata={"seq": seq, "kind": "artifact-update"}, artifacts=[
+        {"artifactId": "a", "name": "a.txt", "parts": [{"type": "text", "text": text}],
+         "append": append, "lastChunk": last}])
+    for update in (chunk(0, "x", False, False), chunk(1, "y", True, False), chunk(1, "y", True, False),
+                   chunk(2, "z", True, True)):
+        watcher.apply(update)
+    watcher.apply(Task(metadata={"seq": 3, "kind": "task"}, artifacts=[  # a snapshot replaces, not appends
+        {"artifactId": "a", "name": "a.txt", "parts": [{"type": "text", "text": "xyz"}],
+         "append": False, "lastChunk": True}]))
+    assert watcher.artifacts["a"]["text"] == "xyz" and watcher.repeated == 1
+    assert capsys.readouterr().out.count("| xyz") == 1
+
+
+# ---------------------------------------------------------------- cancel, failure, resubscribe
+@pytest.mark.timeout(30)
+def test_cancel_stops_the_work(url, agent):
+    request = "report; stall at step 3"
+    client = TaskStreamingClient(url)
+
+    async def scenario():
+        task, seen, cancelled = new_task(request), [], None
+        async for update in client.tasks_send_subscribe(task):
+            seen.append(update)
+            if describe(update) == ("status-update", WAITING, 3):
+                cancelled = await client.cancel_task(task.id)
+        return seen, cancelled
+
+    seen, cancelled = asyncio.run(scenario())
+    assert cancelled.status.state == TaskState.CANCELED
+    assert [describe(u) for u in seen] == SUCCESS_SEQUENCE[:5] + [("status-update", TaskState.CANCELED, None)]
+    assert [step for req, step in agent.started if req == request] == [1, 2, 3]  # 4-6 never began
+    assert agent.live_streams == 0  # the task's generator and loop are gone
+
+
+@pytest.mark.timeout(30)
+def test_cancel_refused_for_finished_or_unknown_task(url):
+    client = TaskStreamingClient(url)
+    task = new_task("report")
+    asyncio.run(collect(client.tasks_send_subscribe(task)))
+    with pytest.raises(A2AError, match="-32002.*already completed"):
+        asyncio.run(client.cancel_task(task.id))
+    with pytest.raises(A2AError, match="-32001"):
+        asyncio.run(client.cancel_task("no-such-task"))
+
+
+@pytest.mark.timeout(30)
+def test_failure_ends_failed_with_the_reason(url, agent):
+    request = "report; fail at step 5"
+    updates = asyncio.run(collect(TaskStreamingClient(url).tasks_send_subscribe(new_task(request))))
+    final = updates[-1]
+    assert final.status.state == TaskState.FAILED
+    assert artifact_text(final.status.message) == "RuntimeError: reviewing failed: the reviewer rejected the draft"
+    assert [describe(u) for u in updates[:-1]] == SUCCESS_SEQUENCE[:8]
+    assert [step for req, step in agent.started if req == request] == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.timeout(30)
+def test_resubscribe_mid_task_loses_and_repeats_nothing(url, agent):
+    """Drop after step 2 of a task that then stalls at step 4; resubscribe replays the rest, live."""
+    client = TaskStreamingClient(url)
+
+    async def scenario():
+        task, seqs, steps = new_task("report; stall at step 4"), [], []
+        first = client.tasks_send_subscribe(task)
+        async for update in first:
+            seqs.append(update.metadata["seq"])
+            if describe(update)[2] == 2:
+                break
+        await first.aclose()
+        async for update in client.tasks_resubscribe(task.id, after=seqs[-1]):
+            seqs.append(update.metadata["seq"])
+            steps.append(describe(update))
+            if describe(update)[2] == 4:  # the task is running (stalled): end it
+                await client.cancel_task(task.id)
+        return seqs, steps
+
+    seqs, steps = asyncio.run(scenario())
+    assert seqs == list(range(len(seqs)))  # every update once, in order, across the reconnect
+    assert steps[-1] == ("status-update", TaskState.CANCELED, None)
+    assert ("status-update", WAITING, 3) in steps
+
+
+@pytest.mark.timeout(30)
+def test_resubscribe_without_last_seen_starts_with_current_state(url):
+    client = TaskStreamingClient(url)
+
+    async def scenario():
+        task, first_events = new_task("report; stall at step 3"), []
+        async for update in client.tasks_send_subscribe(task):
+            if describe(update)[2] == 3:
+                break
+        async for update in client.tasks_resubscribe(task.id):
+            first_events.append(update)
+            if len(first_events) == 1:
+                await client.cancel_task(task.id)
+        finished = await collect(client.tasks_resubscribe(task.id))
+        return first_events, finished
+
+    running, finished = asyncio.run(scenario())
+    snapshot = running[0]
+    assert (snapshot.metadata["kind"], snapshot.status.state) == ("task", WAITING)
+    assert snapshot.metadata["seq"] == 4 and snapshot.artifacts[0]["artifactId"] == "sources"
+    assert [u.status.state for u in running[1:]] == [TaskState.CANCELED]
+    assert len(finished) == 1 and finished[0].status.state == TaskState.CANCELED
+
+
+@pytest.mark.timeout(30)
+def test_concurrent_tasks_do_not_mix(url):
+    client = TaskStreamingClient(url)
+
+    async def three():
+        return await asyncio.gather(*(collect(client.tasks_send_subscribe(new_task(f"report {n}")))
+                                      for n in range(3)))
+
+    for updates in asyncio.run(three()):
+        assert len({u.id for u in updates}) == 1
+        assert [describe(u) for u in updates] == SUCCESS_SEQUENCE
+
+
+# ---------------------------------------------------------------- bad requests
+@pytest.mark.timeout(30)
+def test_bad_task_requests_get_json_rpc_errors(url):
+    stream = f"{url}/tasks/stream"
+    rpc = lambda method, params: {"jsonrpc": "2.0", "id": 1, "method": method, "params": params}
+    cases = [
+        (b"{not json", 400, -32700),
+        (rpc("tasks/unknown", {}), 404, -32601),
+        (rpc("tasks/sendSubscribe", {"id": "x"}), 400, None),  # no message
+        (rpc("tasks/resubscribe", {}), 400, -32602),
+        (rpc("tasks/resubscribe", {"id": "missing"}), 404, -32001),
+    ]
+    for body, status, code in cases:
+        got_status, reply = post_json(stream, body)
+        assert got_status == status and "error" in reply, (body, got_status, reply)
+        assert code is None or reply["error"]["code"] == code
+    assert post_json(stream, rpc("tasks/resubscribe", {"id": "x"}), {"Last-Event-ID": "abc"})[0] == 400
+    assert len(raw_subscribe(url, "still serving")) == 12
