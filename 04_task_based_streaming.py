@@ -124,12 +124,12 @@ class TaskWatcher:
         if state == self.state:
             return
         self.states.append(state)
-        self._say(paint(state_name(state), STATE_COLOURS.get(state, "white")))
+        self.say(paint(state_name(state), STATE_COLOURS.get(state, "white")))
         if state in FINAL_STATES:
             self.step_times.append(time.perf_counter())
             self.reason = artifact_text(task.status.message or {})
             if self.reason:
-                self._say(f"  reason: {self.reason}")
+                self.say(f"  reason: {self.reason}")
             self.bar.close()
 
     def _progress(self, message: dict) -> None:
@@ -138,7 +138,7 @@ class TaskWatcher:
             return
         self.step, self.steps = progress["step"], progress["steps"]
         self.step_times.append(time.perf_counter())
-        self._say(f"  step {self.step}/{self.steps} ({progress.get('progress', 0):.0%})  {artifact_text(message)}")
+        self.say(f"  step {self.step}/{self.steps} ({progress.get('progress', 0):.0%})  {artifact_text(message)}")
         self.bar.total = self.steps
         self.bar.update(self.step - self.bar.n)
 
@@ -151,10 +151,11 @@ class TaskWatcher:
         if chunk.get("lastChunk") and not seen["done"]:
             seen["done"] = True
             chunks = f"{seen['chunks']} chunk" + ("s" if seen["chunks"] > 1 else "")
-            self._say(paint(f"  artifact {seen['name']} ({chunks}):", "cyan"))
-            self._say(f"    | {seen['text']}")
+            self.say(paint(f"  artifact {seen['name']} ({chunks}):", "cyan"))
+            self.say(f"    | {seen['text']}")
 
-    def _say(self, line: str) -> None:
+    def say(self, line: str) -> None:
+        """Print a line without breaking the progress bar."""
         self.bar.write(line, file=sys.stdout)
 
     def seconds_per_step(self) -> float:
@@ -174,30 +175,30 @@ SCENARIOS = {
 async def follow(client: TaskStreamingClient, task: Task, watcher: TaskWatcher, scenario: str,
                  pause: float) -> None:
     """Send the task with tasks/sendSubscribe and follow it the way the scenario says."""
-    updates = client.tasks_send_subscribe(task)
+    updates, cancel_sent = client.tasks_send_subscribe(task), False
     async for update in updates:
         watcher.apply(update)
-        if scenario == "cancel" and watcher.step == 3 and watcher.state not in FINAL_STATES:
-            watcher._say(paint("  client: tasks/cancel", "magenta"))
+        if scenario == "cancel" and watcher.step == 3 and not cancel_sent:
+            watcher.say(paint("  client: tasks/cancel", "magenta"))
             await client.cancel_task(task.id)  # returns once the agent's work has stopped
+            cancel_sent = True
         if scenario == "resubscribe" and watcher.step == 2:
             break  # the connection drops here
     await updates.aclose()  # closes the HTTP stream (the task itself keeps running)
     if scenario == "resubscribe":
-        watcher._say(paint(f"  connection dropped after update #{watcher.last_seq}; resubscribing", "magenta"))
+        watcher.say(paint(f"  connection dropped after update #{watcher.last_seq}; resubscribing", "magenta"))
         await asyncio.sleep(pause)  # meanwhile the agent keeps working
         resumed_after = watcher.last_seq
         async for update in client.tasks_resubscribe(task.id, after=resumed_after):
             watcher.apply(update)
-        watcher._say(f"  resubscribe delivered updates #{resumed_after + 1}-#{watcher.last_seq} "
+        watcher.say(f"  resubscribe delivered updates #{resumed_after + 1}-#{watcher.last_seq} "
                      f"({watcher.repeated} repeated)")
 
 
 async def server_copy(client: TaskStreamingClient, task_id: str) -> dict[str, str]:
     """The finished task's artifacts as the server holds them (resubscribe = its final state)."""
-    async for final in client.tasks_resubscribe(task_id):
-        return {a["artifactId"]: artifact_text(a) for a in final.artifacts}
-    return {}
+    (final,) = [update async for update in client.tasks_resubscribe(task_id)]
+    return {a["artifactId"]: artifact_text(a) for a in final.artifacts}
 
 
 def problems(scenario: str, watcher: TaskWatcher, on_server: dict[str, str]) -> list[str]:
@@ -216,6 +217,7 @@ def problems(scenario: str, watcher: TaskWatcher, on_server: dict[str, str]) -> 
 
 
 async def run_scenario(client: TaskStreamingClient, scenario: str, pause: float) -> list:
+    """Run one task start to finish, check it, and return its row of the summary table."""
     request, _, _ = SCENARIOS[scenario]
     print(paint(f"\n== {scenario}: {request}", "cyan"))
     task = Task(message=text_message(request).to_dict())

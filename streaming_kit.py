@@ -532,7 +532,7 @@ from dataclasses import dataclass, field  # noqa: E402
 
 from python_a2a import A2AResponseError, Task, TaskState, TaskStatus  # noqa: E402
 
-FINAL_STATES = frozenset({TaskState.COMPLETED, TaskState.CANCELED, TaskState.FAILED})
+FINAL_STATES = frozenset({TaskState.COMPLETED, TaskState.CANCELED, TaskState.FAILED})  # a task stream ends here
 
 
 def a2a_state(state: TaskState) -> str:
@@ -716,7 +716,7 @@ class TaskStreamingAgent(StreamingAgent):
         rpc_id = None
         try:
             rpc_id, _, params = self._read_rpc("tasks/cancel")
-            if params.get("id") in self.tasks and params.get("id") not in self._task_runs:
+            if str(params.get("id")) in self.tasks.keys() - self._task_runs.keys():
                 return self._stock_cancel()  # a task from tasks/send: python-a2a's own bookkeeping
             run = self._find_run(params)
             if run.final:

@@ -334,3 +334,32 @@ def test_bad_task_requests_get_json_rpc_errors(url):
         assert code is None or reply["error"]["code"] == code
     assert post_json(stream, rpc("tasks/resubscribe", {"id": "x"}), {"Last-Event-ID": "abc"})[0] == 400
     assert len(raw_subscribe(url, "still serving")) == 12
+
+
+# ---------------------------------------------------------------- the rest of the agent
+@pytest.mark.timeout(30)
+def test_shutdown_cancels_a_running_task(agent):
+    """serve() ending while a task is stalled ends the task (no thread left waiting 300 s)."""
+    async def start_and_leave(base):
+        task = new_task("report; stall at step 2")
+        updates = TaskStreamingClient(base).tasks_send_subscribe(task)
+        async for update in updates:
+            if describe(update)[2] == 2:
+                break
+        await updates.aclose()
+        return task.id
+
+    with serve(agent) as base:
+        task_id = asyncio.run(start_and_leave(base))
+    run = agent._task_runs[task_id]
+    run.wait_final(10)
+    assert run.task.status.state == TaskState.CANCELED
+    assert artifact_text(run.task.status.message) == "server shutting down"
+    assert agent.live_streams == 0
+
+
+@pytest.mark.timeout(30)
+def test_stream_endpoint_gives_the_artifact_text(url):
+    from streaming_kit import StrictStreamingClient
+    chunks = asyncio.run(collect(StrictStreamingClient(url).stream_response("report")))
+    assert [c["content"] for c in chunks] == [demo.SOURCES, *demo.REPORT_CHUNKS.values()]
