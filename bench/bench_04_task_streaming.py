@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import streaming_kit as kit  # noqa: E402
-from python_a2a import A2AError, StreamingClient, Task, TaskState  # noqa: E402
+from python_a2a import A2AError, StreamingClient, Task  # noqa: E402
 
 
 class StampAgent(kit.TaskStreamingAgent):
