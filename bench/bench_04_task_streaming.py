@@ -123,10 +123,12 @@ def measure() -> dict:
 
 def print_report(figures: dict) -> None:
     stock, ours = figures["stock"], figures["kit"]
-    rows = [["updates, 6-step task (expected 8), raw JSON-RPC", stock["raw_json_rpc_updates"], ours["raw_json_rpc_updates"]],
+    rows = [["updates, 6-step task (expected 8), raw JSON-RPC", stock["raw_json_rpc_updates"],
+             ours["raw_json_rpc_updates"]],
             ["updates, python-a2a tasks_send_subscribe", stock["python_a2a_client_updates"],
              ours["python_a2a_client_updates"]],
-            ["per-update latency median / p99", "-", f"{ours['latency']['median_ms']:.2f} / {ours['latency']['p99_ms']:.2f} ms"],
+            ["per-update latency median / p99", "-",
+             f"{ours['latency']['median_ms']:.2f} / {ours['latency']['p99_ms']:.2f} ms"],
             ["zero-delay update rate", "-", f"{ours['updates_per_second']:.0f} /s"],
             ["tasks/cancel round trip median / max", "-",
              f"{ours['cancel']['median_ms']:.1f} / {ours['cancel']['max_ms']:.1f} ms"],
