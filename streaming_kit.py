@@ -657,6 +657,42 @@ def _rpc_error(rpc_id: Any, problem: RequestProblem):
     return jsonify({"jsonrpc": "2.0", "id": rpc_id, "error": error}), problem.status
 
 
+# A2A v0.3 (message/stream) names the same events differently: parts say "kind", not "type";
+# states use the official names; each event is a Task, a status-update or an artifact-update.
+def _v03_parts(parts: list) -> list[dict]:
+    return [{"kind": "text", "text": part.get("text", "")} for part in parts if isinstance(part, dict)]
+
+
+def _v03_send_params(params: dict) -> dict:
+    """v0.3 MessageSendParams as the kit's task params (a new task; contextId = sessionId)."""
+    message = params.get("message")
+    if not isinstance(message, dict) or not isinstance(message.get("parts"), list):
+        raise _RpcProblem(400, -32602, "params.message with a parts list is required")
+    text_parts = [{"type": "text", "text": p["text"]} for p in message["parts"]
+                  if isinstance(p, dict) and p.get("kind", p.get("type")) == "text" and isinstance(p.get("text"), str)]
+    return {"sessionId": message.get("contextId"), "message": {"role": "user", "parts": text_parts}}
+
+
+def _v03_result(event: dict) -> dict:
+    """A kit task event in v0.3 form: Task, status-update (final on the last) or artifact-update."""
+    state, seq = TaskState(event["status"]["state"]), event["metadata"]["seq"]
+    status = {**event["status"], "state": a2a_state(state)}
+    if "message" in status:
+        status["message"] = {**status["message"], "kind": "message", "messageId": f"{event['id']}-{seq}",
+                             "parts": _v03_parts(status["message"]["parts"])}
+    artifacts = [{"artifactId": a["artifactId"], "name": a["name"], "parts": _v03_parts(a["parts"])}
+                 for a in event.get("artifacts", [])]
+    ids = {"taskId": event["id"], "contextId": event["sessionId"]}
+    if event["metadata"]["kind"] == "task":
+        return {"kind": "task", "id": event["id"], "contextId": event["sessionId"], "status": status,
+                "artifacts": artifacts}
+    if event["metadata"]["kind"] == "artifact-update":
+        (chunk,) = event["artifacts"]
+        return {"kind": "artifact-update", **ids, "artifact": artifacts[0], "append": chunk["append"],
+                "lastChunk": chunk["lastChunk"]}
+    return {"kind": "status-update", **ids, "status": status, "final": state in FINAL_STATES}
+
+
 class TaskStreamingAgent(StreamingAgent):
     """A StreamingAgent whose tasks stream every update over tasks/sendSubscribe (§16–§19).
 
@@ -684,32 +720,25 @@ class TaskStreamingAgent(StreamingAgent):
                 yield artifact_text(update.artifact)
 
     def setup_routes(self, app) -> None:
-        """Also replaces both task-stream views (§18) and both cancel views with the kit's."""
+        """Also replaces both task-stream views (§18), both cancel views, and POST / and /a2a (§20)."""
         super().setup_routes(app)
         self._stock_cancel = app.view_functions["a2a_tasks_cancel"]
+        self._stock_root = app.view_functions["a2a_root_post"]
         for endpoint in ("a2a_tasks_stream", "tasks_stream"):
             app.view_functions[endpoint] = self._task_stream_view
         for endpoint in ("a2a_tasks_cancel", "tasks_cancel"):
             app.view_functions[endpoint] = self._task_cancel_view
+        for endpoint in ("a2a_root_post", "a2a_post"):  # the second calls the first directly, as in §18
+            app.view_functions[endpoint] = self._v03_view
 
     def _task_stream_view(self):
         """tasks/sendSubscribe starts a task, tasks/resubscribe joins one; both answer with SSE."""
         rpc_id = None
         try:
             rpc_id, method, params = self._read_rpc("tasks/sendSubscribe")
-            after = self._last_event_id()
-            if method == "tasks/sendSubscribe":
-                run, snapshot_first = self._start_task(params), False
-            elif method == "tasks/resubscribe":
-                run, snapshot_first = self._find_run(params), after is None
-            else:
-                raise _RpcProblem(404, -32601, f"method {method!r} not found here: "
-                                                "use tasks/sendSubscribe or tasks/resubscribe")
+            return self._task_stream(method, params, _task_sse)
         except RequestProblem as problem:
             return _rpc_error(rpc_id, problem)
-        events = self._task_events(run, -1 if after is None else after, snapshot_first)
-        return Response(events, mimetype="text/event-stream",
-                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     def _task_cancel_view(self):
         """tasks/cancel: stop the work at its current await, wait until it ended, return the Task."""
@@ -718,15 +747,48 @@ class TaskStreamingAgent(StreamingAgent):
             rpc_id, _, params = self._read_rpc("tasks/cancel")
             if str(params.get("id")) in self.tasks.keys() - self._task_runs.keys():
                 return self._stock_cancel()  # a task from tasks/send: python-a2a's own bookkeeping
-            run = self._find_run(params)
-            if run.final:
-                state = a2a_state(run.task.status.state)
-                raise _RpcProblem(409, -32002, f"task {run.task.id} is already {state}: it cannot be canceled")
+            return jsonify({"jsonrpc": "2.0", "id": rpc_id, "result": self._cancel(params).snapshot()})
         except RequestProblem as problem:
             return _rpc_error(rpc_id, problem)
+
+    def _v03_view(self):
+        """A2A v0.3 JSON-RPC on POST / and /a2a: message/stream, tasks/resubscribe, tasks/cancel (§20)."""
+        body = request.get_json(force=True, silent=True)
+        if not isinstance(body, dict) or body.get("method") not in ("message/stream", "tasks/resubscribe", "tasks/cancel"):
+            return self._stock_root()  # anything else: python-a2a's own handling
+        rpc_id = body.get("id")
+        try:
+            rpc_id, method, params = self._read_rpc("")
+            if method == "tasks/cancel":
+                return jsonify({"jsonrpc": "2.0", "id": rpc_id, "result": _v03_result(self._cancel(params).snapshot())})
+            if method == "message/stream":
+                method, params = "tasks/sendSubscribe", _v03_send_params(params)
+            return self._task_stream(method, params, lambda event: _sse(
+                {"jsonrpc": "2.0", "id": rpc_id, "result": _v03_result(event)}, event_id=event["metadata"]["seq"]))
+        except RequestProblem as problem:
+            return _rpc_error(rpc_id, problem)
+
+    def _task_stream(self, method: str, params: dict, frame: Callable[[dict], str]) -> Response:
+        after = self._last_event_id()
+        if method == "tasks/sendSubscribe":
+            run, snapshot_first = self._start_task(params), False
+        elif method == "tasks/resubscribe":
+            run, snapshot_first = self._find_run(params), after is None
+        else:
+            raise _RpcProblem(404, -32601, f"method {method!r} not found here: "
+                                            "use tasks/sendSubscribe or tasks/resubscribe")
+        events = self._task_events(run, -1 if after is None else after, snapshot_first, frame)
+        return Response(events, mimetype="text/event-stream",
+                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    def _cancel(self, params: dict) -> _TaskRun:
+        run = self._find_run(params)
+        if run.final:
+            state = a2a_state(run.task.status.state)
+            raise _RpcProblem(409, -32002, f"task {run.task.id} is already {state}: it cannot be canceled")
         run.live.stop("canceled by the client")
         run.wait_final(self.cancel_wait_seconds)
-        return jsonify({"jsonrpc": "2.0", "id": rpc_id, "result": run.snapshot()})
+        return run
 
     def _read_rpc(self, bare_method: str) -> tuple[Any, str, dict]:
         """(id, method, params) of a JSON-RPC body; a bare Task (python-a2a's client, §17) also works."""
@@ -798,12 +860,13 @@ class TaskStreamingAgent(StreamingAgent):
             run.publish("status-update", TaskStatus(state=TaskState.WAITING,
                                                     message=_agent_message(update.text, update.metadata)))
 
-    def _task_events(self, run: _TaskRun, after: int, snapshot_first: bool) -> Iterator[str]:
+    def _task_events(self, run: _TaskRun, after: int, snapshot_first: bool,
+                     frame: Callable[[dict], str]) -> Iterator[str]:
         """One subscriber's SSE: the snapshot or the log after `after`, then live events to the end."""
         yield ": stream open\n\n"
         if snapshot_first:
             snapshot = run.snapshot()
-            yield _task_sse(snapshot)
+            yield frame(snapshot)
             if TaskState(snapshot["status"]["state"]) in FINAL_STATES:
                 return
             after = snapshot["metadata"]["seq"]
@@ -813,7 +876,7 @@ class TaskStreamingAgent(StreamingAgent):
                 yield ": ping\n\n"
                 continue
             for event in events:
-                yield _task_sse(event)
+                yield frame(event)
             if TaskState(events[-1]["status"]["state"]) in FINAL_STATES:
                 return
             after = events[-1]["metadata"]["seq"]

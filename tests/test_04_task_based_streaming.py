@@ -363,3 +363,42 @@ def test_stream_endpoint_gives_the_artifact_text(url):
     from streaming_kit import StrictStreamingClient
     chunks = asyncio.run(collect(StrictStreamingClient(url).stream_response("report")))
     assert [c["content"] for c in chunks] == [demo.SOURCES, *demo.REPORT_CHUNKS.values()]
+
+
+# ---------------------------------------------------------------- A2A v0.3 message/stream (§20)
+def v03_stream(url: str, request: str) -> list[dict]:
+    """message/stream on POST /: the JSON-RPC envelopes of the SSE reply, in order."""
+    body = {"jsonrpc": "2.0", "id": "req-1", "method": "message/stream",
+            "params": {"message": {"kind": "message", "role": "user", "messageId": "m-1", "contextId": "ctx-1",
+                                   "parts": [{"kind": "text", "text": request}]}}}
+    req = urllib.request.Request(f"{url}/", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as response:
+        text = response.read().decode()
+    return [json.loads(line[len("data: "):]) for line in text.splitlines() if line.startswith("data: ")]
+
+
+@pytest.mark.timeout(30)
+def test_v03_message_stream_speaks_the_current_protocol(url):
+    envelopes = v03_stream(url, "report")
+    assert {(e["jsonrpc"], e["id"]) for e in envelopes} == {("2.0", "req-1")}
+    results = [e["result"] for e in envelopes]
+    kinds = [r["kind"] for r in results]
+    assert kinds == [{"task": "task", "status-update": "status-update", "artifact-update": "artifact-update"}[k]
+                     for k, _, _ in SUCCESS_SEQUENCE]
+    assert results[0]["status"]["state"] == "submitted" and results[0]["contextId"] == "ctx-1"
+    assert [r["status"]["state"] for r in results if r["kind"] == "status-update"] == ["working"] * 6 + ["completed"]
+    assert [r["final"] for r in results if r["kind"] == "status-update"] == [False] * 6 + [True]
+    report = [r for r in results if r["kind"] == "artifact-update" and r["artifact"]["artifactId"] == "report"]
+    assert [(r["append"], r["lastChunk"]) for r in report] == [(False, False), (True, False), (True, True)]
+    assert "".join(r["artifact"]["parts"][0]["text"] for r in report) == REPORT
+    assert all(p["kind"] == "text" for r in report for p in r["artifact"]["parts"])
+
+
+@pytest.mark.timeout(30)
+def test_v03_cancel_and_other_root_posts(url):
+    status, reply = post_json(f"{url}/", {"jsonrpc": "2.0", "id": 2, "method": "tasks/cancel", "params": {"id": "nope"}})
+    assert status == 404 and reply["error"]["code"] == -32001
+    status, reply = post_json(f"{url}/a2a", {"jsonrpc": "2.0", "id": 3, "method": "message/stream", "params": {}})
+    assert status == 400 and reply["error"]["code"] == -32602
+    status, reply = post_json(f"{url}/", text_message("report").to_dict())  # plain python-a2a message: as before
+    assert status == 200 and REPORT in json.dumps(reply)
