@@ -19,6 +19,7 @@ the failure scenarios still run on them. Credentials alone never switch a run to
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import random
 import re
@@ -319,6 +320,7 @@ async def real_bedrock_events(prompt: str) -> AsyncIterator[Any]:
         yield event
 
 
+SDK_MODULES = {"openai": "openai", "anthropic": "anthropic", "bedrock": "boto3"}
 REAL_EVENTS = {"openai": real_openai_events, "anthropic": real_anthropic_events, "bedrock": real_bedrock_events}
 
 
@@ -342,8 +344,10 @@ def missing_credentials(provider: str) -> Optional[str]:
 # Each transform takes the token stream and returns a new one. Tokens split text anywhere, so a
 # transform that looks for a pattern holds back the tail that could still become a match.
 SECRETS = (
-    (re.compile(r"\bsk-[A-Za-z0-9_-]{16,}"), "[redacted key]"),       # OpenAI/Anthropic-style keys
-    (re.compile(r"\bAKIA[0-9A-Z]{16}\b"), "[redacted key]"),           # AWS access key ids
+    # No word boundaries: a key glued to a word ("tokensk-...") must not slip through;
+    # redacting a harmless look-alike is the cheaper mistake.
+    (re.compile(r"sk-[A-Za-z0-9_-]{16,}"), "[redacted key]"),          # OpenAI/Anthropic-style keys
+    (re.compile(r"AKIA[0-9A-Z]{16}"), "[redacted key]"),               # AWS access key ids
     (re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"), "[redacted email]"),
 )
 MAX_HELD_CHARS = 400  # a run without whitespace longer than this is released (secrets are shorter)
@@ -497,6 +501,8 @@ class LLMBridgeAgent(StreamingAgent):
         super().__init__()
         self.real, self.pace, self.stall_seconds = set(real), pace, stall_seconds
         self.stop_sequences = tuple(stop_sequences)
+        for provider in self.real:  # import the SDKs now, so their ~1 s import never counts as a stall
+            importlib.import_module(SDK_MODULES[provider])
 
     async def stream_response(self, message: Message) -> AsyncIterator[Any]:
         request = Request.from_message(message, self.stall_seconds)
@@ -569,10 +575,10 @@ class Outcome:
     problems: list[str] = field(default_factory=list)
 
 
-async def ask(url: str, scenario: str, stall_seconds: float, **options: Any) -> Outcome:
+async def ask(url: str, scenario: str, **options: Any) -> Outcome:
     """Stream one answer, printing it as it arrives; a failed stream leaves the text marked partial."""
     message = text_message(PROMPT)
-    message.metadata = Metadata(custom_fields={**options, "stall_seconds": stall_seconds})
+    message.metadata = Metadata(custom_fields=options)
     outcome, started = Outcome(scenario), time.monotonic()
     print(paint(f"\n== {scenario}", "cyan"))
     try:
@@ -628,10 +634,11 @@ def table_row(outcome: Outcome) -> list[Any]:
             s.get("tokens_per_s") or "-", stop, f"{outcome.seconds:.2f} s", verdict]
 
 
-def make_client(stall_seconds: float) -> Callable[[str], Any]:
+def make_client(short_stall_seconds: float) -> Callable[[str], Any]:
+    """The demo client; short_stall_seconds keeps the stall scenario brief when only simulators run."""
     async def client(url: str) -> int:
         """Clean run per provider, then fallback and mid-stream failure on simulated providers."""
-        clean = {p: await ask(url, f"{p} clean", stall_seconds, providers=[p]) for p in PROVIDERS}
+        clean = {p: await ask(url, f"{p} clean", providers=[p]) for p in PROVIDERS}
         for provider, outcome in clean.items():
             check_clean(outcome, provider)
         outcomes = list(clean.values())
@@ -640,10 +647,12 @@ def make_client(stall_seconds: float) -> Callable[[str], Any]:
             answerer = next((p for p in PROVIDERS if p not in simulated[:2]), simulated[-1])
             failing = [p for p in simulated[:2] if p != answerer]
             faults = dict(zip(failing, ("error_before_first_token", "stall")))
-            fallback = await ask(url, "fallback", stall_seconds, providers=failing + [answerer], faults=faults)
+            # A real API may take seconds to its first token: only an all-simulated chain gets the short limit.
+            stall = {"stall_seconds": short_stall_seconds} if answerer in simulated else {}
+            fallback = await ask(url, "fallback", providers=failing + [answerer], faults=faults, **stall)
             check_fallback(fallback, answerer, len(failing), clean[answerer])
-            partial = await ask(url, f"{simulated[0]} fails mid-stream", stall_seconds,
-                                providers=[simulated[0]], faults={simulated[0]: "error_mid_stream"})
+            partial = await ask(url, f"{simulated[0]} fails mid-stream", providers=[simulated[0]],
+                                faults={simulated[0]: "error_mid_stream"})
             check_partial(partial, clean[simulated[0]])
             outcomes += [fallback, partial]
         else:
@@ -661,7 +670,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--provider", action="append", choices=PROVIDERS, default=[],
                         help="use this provider's real API via its SDK (repeatable); the others stay simulated")
     parser.add_argument("--stall-seconds", type=float, default=10.0,
-                        help="a provider silent this long counts as failed (default 10; 0.5 with --fast)")
+                        help="a provider silent this long counts as failed (default 10)")
     args = parser.parse_args(argv)
     if args.stall_seconds <= 0:
         parser.error("--stall-seconds must be positive")
@@ -669,9 +678,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         for provider in args.provider:
             if reason := missing_credentials(provider):
                 parser.error(f"--provider {provider}: {reason}")
-    stall = 0.5 if args.fast and args.stall_seconds == 10.0 else args.stall_seconds
     pace = Pace(0, 0) if args.fast else Pace()
-    return run_demo(args, lambda: LLMBridgeAgent(args.provider, pace, stall), make_client(min(stall, 2.0)))
+    short_stall = min(args.stall_seconds, 0.5 if args.fast else 2.0)
+    return run_demo(args, lambda: LLMBridgeAgent(args.provider, pace, args.stall_seconds), make_client(short_stall))
 
 
 if __name__ == "__main__":

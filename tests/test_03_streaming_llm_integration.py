@@ -1,0 +1,376 @@
+"""Tests for 03_streaming_llm_integration.py: adapters, real SDKs against local stubs, pipeline, fallback."""
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from conftest import library_noise, load_script, run_script
+from llm_stubs import LLMStub
+
+import streaming_kit
+from python_a2a import A2AStreamingError, Metadata
+from streaming_kit import StrictStreamingClient, chunk_text, serve, text_message
+
+SCRIPT = "03_streaming_llm_integration.py"
+bridge = load_script(SCRIPT)
+TOKENS = ["Hel", "lo", ",", " wor", "ld", "!"]
+
+
+def collect(adapter, events) -> tuple[str, "bridge.ProviderRun"]:
+    """Run an adapter over events; the text it produced and the run it filled in."""
+    run = bridge.ProviderRun("p", "m", simulated=True)
+
+    async def go():
+        return "".join([piece async for piece in adapter(events, run)])
+    return asyncio.run(go()), run
+
+
+def transformed(transform, tokens: list[str]) -> list[str]:
+    async def source():
+        for token in tokens:
+            yield token
+
+    async def go():
+        return [piece async for piece in transform(source())]
+    return asyncio.run(go())
+
+
+# ---------------------------------------------------------------- adapters on recorded event sequences
+RECORDED = {provider: make("model-x", TOKENS, 7)[0] for provider, make in bridge.SIMULATED_EVENTS.items()}
+
+
+@pytest.mark.parametrize("provider", bridge.PROVIDERS)
+def test_adapter_turns_recorded_events_into_text_stop_reason_and_usage(provider):
+    text, run = collect(bridge.ADAPTERS[provider], RECORDED[provider])
+    summary = run.summary()
+    assert text == "Hello, world!"
+    assert run.text_events == len(TOKENS)
+    assert (summary["stop_reason"], summary["input_tokens"], summary["output_tokens"]) == ("end", 7, len(TOKENS))
+
+
+def test_openai_usage_comes_from_the_usage_only_final_chunk():
+    events = RECORDED["openai"]
+    assert events[-1]["choices"] == [] and events[-1]["usage"]["completion_tokens"] == len(TOKENS)
+    _, run = collect(bridge.openai_text, events[:-1])  # interrupted before usage: count deltas instead
+    assert run.output_tokens is None and run.summary()["output_tokens"] == len(TOKENS)
+
+
+def test_anthropic_adapter_streams_only_text_deltas():
+    noise = [{"type": "ping"},
+             {"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "{\"a\""}},
+             {"type": "content_block_delta", "index": 2, "delta": {"type": "thinking_delta", "thinking": "hmm"}}]
+    events = RECORDED["anthropic"][:3] + noise + RECORDED["anthropic"][3:]
+    assert collect(bridge.anthropic_text, events)[0] == "Hello, world!"
+
+
+def test_bedrock_adapter_reads_usage_from_metadata_after_message_stop():
+    events = RECORDED["bedrock"]
+    assert list(events[-2]) == ["messageStop"] and list(events[-1]) == ["metadata"]
+    _, run = collect(bridge.bedrock_text, events)
+    assert (run.raw_stop_reason, run.input_tokens, run.output_tokens) == ("end_turn", 7, len(TOKENS))
+
+
+@pytest.mark.parametrize("provider, error_text", [
+    ("openai", "server_error"), ("anthropic", "overloaded_error: Overloaded"), ("bedrock", "throttlingException")])
+def test_adapter_raises_on_the_providers_error_event_after_the_text_so_far(provider, error_text):
+    events, error_event = bridge.SIMULATED_EVENTS[provider]("model-x", TOKENS, 7)
+    cut = [i for i, e in enumerate(events) if bridge.is_text_event(e)][2]
+    got: list[str] = []
+    run = bridge.ProviderRun(provider, "m", simulated=True)
+
+    async def go():
+        async for piece in bridge.ADAPTERS[provider](events[:cut] + [error_event] + events[cut:], run):
+            got.append(piece)
+    with pytest.raises(bridge.ProviderError, match=error_text):
+        asyncio.run(go())
+    assert got == TOKENS[:2]
+
+
+@pytest.mark.parametrize("provider", bridge.PROVIDERS)
+def test_adapter_treats_a_stream_without_its_terminator_as_cut_off(provider):
+    events = RECORDED[provider]
+    last_text = max(i for i, e in enumerate(events) if bridge.is_text_event(e))
+    with pytest.raises(bridge.ProviderError, match="cut off"):
+        collect(bridge.ADAPTERS[provider], events[:last_text + 1])
+
+
+def test_stop_reasons_map_to_one_vocabulary():
+    common = bridge.COMMON_STOP_REASONS
+    assert common["stop"] == common["end_turn"] == "end"
+    assert common["length"] == common["max_tokens"] == "max_tokens"
+    assert common["content_filter"] == common["guardrail_intervened"] == common["content_filtered"]
+
+
+# ---------------------------------------------------------------- the real SDKs against local stubs
+@pytest.fixture
+def stub(monkeypatch):
+    """Stub endpoints for all three providers, with the SDKs' environment pointing at them."""
+    with LLMStub() as server:
+        for provider in bridge.PROVIDERS:
+            server.events[provider] = RECORDED[provider]
+        for name, value in stub_environment(server.url).items():
+            monkeypatch.setenv(name, value)
+        yield server
+
+
+def stub_environment(url: str) -> dict[str, str]:
+    return {"OPENAI_API_KEY": "sk-test", "OPENAI_BASE_URL": f"{url}/v1",
+            "ANTHROPIC_API_KEY": "test", "ANTHROPIC_BASE_URL": url,
+            "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": url}
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("provider", bridge.PROVIDERS)
+def test_real_sdk_stream_through_the_adapter(stub, provider):
+    text, run = collect(bridge.ADAPTERS[provider], bridge.REAL_EVENTS[provider]("hi"))
+    assert text == "Hello, world!"
+    assert (run.summary()["stop_reason"], run.input_tokens, run.output_tokens) == ("end", 7, len(TOKENS))
+    assert type(run).__name__ == "ProviderRun" and stub.requests[-1][0] == provider
+
+
+@pytest.mark.timeout(30)
+def test_real_openai_request_asks_for_usage(stub):
+    collect(bridge.openai_text, bridge.REAL_EVENTS["openai"]("hi"))
+    _, _, body = stub.requests[-1]
+    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("provider", bridge.PROVIDERS)
+def test_real_sdk_error_mid_stream_raises_after_the_text_so_far(stub, provider):
+    events, error_event = bridge.SIMULATED_EVENTS[provider]("model-x", TOKENS, 7)
+    cut = [i for i, e in enumerate(events) if bridge.is_text_event(e)][3]
+    stub.events[provider] = events[:cut] + [error_event]
+    got: list[str] = []
+    run = bridge.ProviderRun(provider, "m", simulated=False)
+
+    async def go():
+        async for piece in bridge.ADAPTERS[provider](bridge.REAL_EVENTS[provider]("hi"), run):
+            got.append(piece)
+    with pytest.raises(Exception) as raised:
+        asyncio.run(go())
+    assert got == TOKENS[:3]
+    assert any(word in str(raised.value) for word in ("server had an error", "Overloaded", "throttling"))
+
+
+@pytest.mark.timeout(30)
+def test_real_openai_stream_cut_before_finish_is_an_error(stub):
+    stub.events["openai"] = RECORDED["openai"][:4]
+    stub.complete = False
+    with pytest.raises(bridge.ProviderError, match="cut off"):
+        collect(bridge.openai_text, bridge.REAL_EVENTS["openai"]("hi"))
+
+
+# ---------------------------------------------------------------- transforms: any token split gives the same text
+PIECES = ["hello", " ", "\n", "  ", "\n\n\n", ".", "sk-abcdefghij0123456789", "ops@example.com",
+          "AKIAABCDEFGHIJKLMNOP", "User:", "\nUser:", "a-b", "@"]
+
+
+@st.composite
+def text_and_tokens(draw):
+    text = "".join(draw(st.lists(st.sampled_from(PIECES), max_size=12)))
+    cuts = sorted(set(draw(st.lists(st.integers(0, len(text)), max_size=10))))
+    edges = [0, *cuts, len(text)]
+    return text, [text[a:b] for a, b in zip(edges, edges[1:]) if b > a]
+
+
+@settings(max_examples=150, deadline=None)
+@given(text_and_tokens())
+def test_redaction_is_the_same_however_the_secret_is_split(case):
+    text, tokens = case
+    out = "".join(transformed(bridge.redact_secrets, tokens))
+    assert out == bridge.redact(text)
+    for secret in ("sk-abcdefghij0123456789", "ops@example.com", "AKIAABCDEFGHIJKLMNOP"):
+        assert secret not in out
+
+
+def test_redaction_holds_a_secret_back_until_it_is_complete():
+    pieces = transformed(bridge.redact_secrets, ["mail ", "ops", "-team@", "exam", "ple.com", " now"])
+    assert pieces == ["mail ", "[redacted email] ", "now"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(text_and_tokens())
+def test_stop_sequence_cut_is_the_same_however_it_is_split(case):
+    text, tokens = case
+    stop = bridge.StopAt("\nUser:")
+    out = "".join(transformed(stop, tokens))
+    assert out == text.split("\nUser:")[0]
+    assert stop.hit == ("\nUser:" in text)
+
+
+@settings(max_examples=150, deadline=None)
+@given(text_and_tokens())
+def test_whitespace_tidy_and_word_grouping_do_not_depend_on_the_split(case):
+    text, tokens = case
+    assert "".join(transformed(bridge.tidy_whitespace, tokens)) == bridge.squeeze_whitespace(text).strip()
+    words = transformed(bridge.whole_words, tokens)
+    assert "".join(words) == text
+    assert all(not word[-1:].strip() or word is words[-1] for word in words)  # each ends at whitespace
+
+
+def test_pipeline_applies_transforms_left_to_right():
+    async def shout(tokens):
+        async for token in tokens:
+            yield token.upper()
+
+    async def hide_hello(tokens):
+        async for token in tokens:
+            yield token.replace("hello", "*****")
+
+    def run(transforms):
+        return "".join(transformed(lambda tokens: bridge.pipeline(tokens, transforms), ["hel", "lo ", "you"]))
+    assert run([hide_hello, shout]) == "HELLO YOU"  # hide_hello saw "hel" and "lo " apart, shout then upper-cased
+    assert run([bridge.whole_words, hide_hello, shout]) == "***** YOU"
+
+
+def test_default_pipeline_redacts_cuts_and_tidies_in_one_pass():
+    stop = bridge.StopAt("\nUser:")
+    tokens = ["\n Key", ": sk-", "abcdefghij", "0123456789   \n\n\n\nBye", ".\nUs", "er: more"]
+    out = transformed(lambda t: bridge.pipeline(t, bridge.default_transforms(stop)), tokens)
+    assert "".join(out) == "Key: [redacted key]\n\nBye."
+    assert stop.hit
+
+
+# ---------------------------------------------------------------- the agent over A2A: fallback, partial, hang-up
+def ask(url: str, **options) -> tuple[str, dict | None, Exception | None]:
+    """The text, summary and error a strict client sees for one request."""
+    message = text_message(bridge.PROMPT)
+    message.metadata = Metadata(custom_fields={"stall_seconds": 0.5, **options})
+    text, summary, error = "", None, None
+
+    async def go():
+        nonlocal text, summary, error
+        try:
+            async for chunk in StrictStreamingClient(url, timeout=20).stream_response(message):
+                content = chunk.get("content")
+                if isinstance(content, dict) and "summary" in content:
+                    summary = content["summary"]
+                else:
+                    text += chunk_text(chunk)
+        except A2AStreamingError as exc:
+            error = exc
+    asyncio.run(go())
+    return text, summary, error
+
+
+@pytest.fixture(scope="module")
+def agent_url():
+    with serve(bridge.LLMBridgeAgent(pace=bridge.Pace(0, 0), stall_seconds=5)) as url:
+        yield url
+
+
+@pytest.mark.timeout(30)
+def test_fallback_gives_the_answer_once_with_no_text_from_failed_providers(agent_url):
+    clean, _, _ = ask(agent_url, providers=["bedrock"])
+    text, summary, error = ask(agent_url, providers=["openai", "anthropic", "bedrock"],
+                               faults={"openai": "error_before_first_token", "anthropic": "stall"})
+    assert error is None and text == clean
+    assert summary["provider"] == "bedrock"
+    assert [a.split(":")[0] for a in summary["failed_attempts"]] == ["openai", "anthropic"]
+    assert "ProviderStalled" in summary["failed_attempts"][1]
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("provider", bridge.PROVIDERS)
+def test_mid_stream_failure_ends_with_an_error_and_a_strict_prefix(agent_url, provider):
+    clean, _, _ = ask(agent_url, providers=[provider])
+    text, summary, error = ask(agent_url, providers=[provider, "bedrock" if provider != "bedrock" else "openai"],
+                               faults={provider: "error_mid_stream"})
+    assert isinstance(error, A2AStreamingError) and "partial" in str(error) and provider in str(error)
+    assert summary is None  # no fallback after text went out: nothing duplicated
+    assert text and clean.startswith(text) and text != clean
+
+
+@pytest.mark.timeout(30)
+def test_all_providers_failing_is_an_error_naming_each(agent_url):
+    text, _, error = ask(agent_url, providers=["openai", "bedrock"],
+                         faults={"openai": "stall", "bedrock": "error_before_first_token"})
+    assert text == "" and "no provider answered" in str(error)
+    assert "openai" in str(error) and "throttlingException" in str(error)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("options, complaint", [
+    ({"providers": ["mistral"]}, "unknown provider"), ({"faults": {"openai": "explode"}}, "unknown fault")])
+def test_bad_request_options_are_an_error_event(agent_url, options, complaint):
+    _, _, error = ask(agent_url, **options)
+    assert complaint in str(error)
+
+
+def test_non_streaming_answer_is_the_joined_stream_without_the_summary(agent_url):
+    clean, _, _ = ask(agent_url, providers=["openai"])
+    message = text_message(bridge.PROMPT)
+    message.metadata = Metadata(custom_fields={"providers": ["openai"]})
+    reply = asyncio.run(StrictStreamingClient(agent_url).send_message_async(message))
+    assert reply.content.text == clean
+
+
+@pytest.mark.timeout(30)
+def test_client_hang_up_closes_the_provider_stream(monkeypatch):
+    closed = threading.Event()
+
+    async def endless_provider(prompt):
+        try:
+            while True:
+                yield {"choices": [{"index": 0, "delta": {"content": "word "}, "finish_reason": None}]}
+                await asyncio.sleep(0.01)
+        finally:
+            closed.set()
+    monkeypatch.setitem(bridge.REAL_EVENTS, "openai", endless_provider)
+
+    async def read_two_chunks_then_leave(url):
+        message = text_message("go")
+        message.metadata = Metadata(custom_fields={"providers": ["openai"]})
+        count = 0
+        async for _ in StrictStreamingClient(url).stream_response(message):
+            count += 1
+            if count == 2:
+                break
+    with serve(bridge.LLMBridgeAgent(real=["openai"])) as url:
+        asyncio.run(read_two_chunks_then_leave(url))
+        assert closed.wait(10), "the provider stream kept running after the client left"
+
+
+# ---------------------------------------------------------------- the script as a user runs it
+@pytest.mark.timeout(120)
+def test_script_fast_run_offline():
+    result = run_script(SCRIPT, "--fast")
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert library_noise(out + result.stderr) == []
+    assert "[redacted email]" in out and "[redacted key]" in out and "ops-team@example.com" not in out
+    assert "[partial answer: the stream ended with an error" in out
+    for row in ("openai clean", "anthropic clean", "bedrock clean", "fallback", "fails mid-stream"):
+        assert any(row in line and line.rstrip().endswith("  ok") for line in out.splitlines()), row
+
+
+@pytest.mark.timeout(120)
+def test_script_real_mode_uses_the_sdks_against_stubs():
+    with LLMStub() as stub:
+        for provider in bridge.PROVIDERS:
+            stub.events[provider] = RECORDED[provider]
+        result = run_script(SCRIPT, "--fast", "--provider", "openai", "--provider", "anthropic",
+                            env=stub_environment(stub.url))
+        called = {provider for provider, _, _ in stub.requests}
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert library_noise(out + result.stderr) == []
+    assert called == {"openai", "anthropic"}  # bedrock stayed simulated
+    assert "openai (real)" in out and "anthropic (real)" in out
+    assert "Hello, world!" in out
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("args, env, complaint", [
+    (["--provider", "mistral"], {}, "invalid choice"),
+    (["--provider", "openai"], {"OPENAI_API_KEY": ""}, "set OPENAI_API_KEY"),
+    (["--stall-seconds", "0"], {}, "must be positive"),
+])
+def test_script_rejects_bad_arguments(args, env, complaint):
+    result = run_script(SCRIPT, *args, env=env)
+    assert result.returncode == 2 and complaint in result.stderr
