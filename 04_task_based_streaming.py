@@ -16,7 +16,8 @@ with one stable id (append=True, lastChunk=True on the last); the progress text 
 status messages and never mixes with it. A table sums up each task.
 
 python-a2a has no "working" task state: it says "waiting" (TaskState.WAITING). This script
-prints the official A2A name with python-a2a's in brackets.
+prints the official A2A name with python-a2a's in brackets. The same agent also answers the
+current A2A method, message/stream (v0.3 JSON-RPC on POST /), with the same updates.
 
     python 04_task_based_streaming.py                      # all four tasks, one process
     python 04_task_based_streaming.py --fast --scenario cancel
