@@ -642,7 +642,7 @@ class _TaskRun:
             if stored is not None:
                 self.task.artifacts.remove(stored)
             self.task.artifacts.append({**chunk, "append": False})
-        else:  # replace, never mutate: snapshots handed out earlier stay as they were
+        else:  # a new parts list, so snapshots handed out earlier keep the text they had
             stored.update(parts=[{"type": "text", "text": artifact_text(stored) + artifact_text(chunk)}],
                           lastChunk=chunk["lastChunk"])
 
@@ -753,12 +753,11 @@ class TaskStreamingAgent(StreamingAgent):
 
     def _v03_view(self):
         """A2A v0.3 JSON-RPC on POST / and /a2a: message/stream, tasks/resubscribe, tasks/cancel (§20)."""
-        body = request.get_json(force=True, silent=True)
-        if not isinstance(body, dict) or body.get("method") not in ("message/stream", "tasks/resubscribe", "tasks/cancel"):
-            return self._stock_root()  # anything else: python-a2a's own handling
-        rpc_id = body.get("id")
+        rpc_id = None
         try:
             rpc_id, method, params = self._read_rpc("")
+            if method not in ("message/stream", "tasks/resubscribe", "tasks/cancel"):
+                return self._stock_root()  # anything else: python-a2a's own handling
             if method == "tasks/cancel":
                 return jsonify({"jsonrpc": "2.0", "id": rpc_id, "result": _v03_result(self._cancel(params).snapshot())})
             if method == "message/stream":
