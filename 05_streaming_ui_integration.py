@@ -1,0 +1,766 @@
+"""Stream an answer to a person and let them control it: pause, resume, cancel, reconnect.
+
+The controls act on the *server*: each stream is a session that holds the agent's async
+generator. Pause holds the generator where it is (nothing is sent, nothing is lost), resume
+lets it go on, cancel closes it (its `finally` runs), and a dropped connection that comes
+back with `Last-Event-ID: n` gets everything after event n — no gap, no duplicate.
+
+Two front ends use the same session endpoints:
+- the terminal: text above a progress bar, keys p (pause) r (resume) c (cancel) when run in
+  a terminal; without one, a scripted session presses them for you and reports what happened;
+- a web page (static/05_streaming_ui.html) streaming via EventSource, with Pause / Resume /
+  Cancel / Restart buttons. Text is inserted as text, never as HTML.
+The default run then checks the web endpoints headlessly and ends with a summary table.
+
+    python 05_streaming_ui_integration.py             # terminal UI + web self-check
+    python 05_streaming_ui_integration.py --fast      # shorter pace (tests, CI)
+    python 05_streaming_ui_integration.py --serve     # open http://127.0.0.1:8105/ui
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import secrets
+import shutil
+import sys
+import textwrap
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable, Optional
+
+import streaming_kit  # noqa: F401  (before python_a2a: fast import)
+import aiohttp
+from flask import Response, jsonify, request, send_from_directory
+from tqdm import tqdm
+
+from streaming_kit import (StreamingAgent, StrictStreamingClient, chunk_text, demo_parser, message_text,
+                           paint, print_table, quiet, run_demo, serve, text_message)
+
+DEFAULT_PORT = 8105
+PAGE = Path(__file__).resolve().parent / "static" / "05_streaming_ui.html"
+PROMPT = "How does this page stream an answer?"
+FINAL_STATES = ("done", "cancelled", "error")
+KEYS = {"p": "pause", "r": "resume", "c": "cancel"}
+
+
+# ---------------------------------------------------------------- the server side
+class SessionFinished(Exception):
+    """A control (pause, resume, cancel) arrived after the stream had already ended."""
+
+
+class StreamSession:
+    """One stream a person watches: the agent's generator runs here, not inside any request.
+
+    A thread of its own runs the generator and appends each chunk to `chunks`, the log that
+    every connection (first or reconnected) reads from. Controls come from request threads.
+    """
+
+    def __init__(self, agent: "StreamUIAgent", prompt: str):
+        self.id = secrets.token_urlsafe(12)  # unguessable: the id is the only key to the session
+        self.agent = agent
+        self.message = text_message(prompt)
+        self.total = agent.expected_chunks(self.message)
+        self.chunks: list[str] = []
+        self.state = "streaming"  # then paused <-> streaming, and finally done | cancelled | error
+        self.error: Optional[str] = None
+        self.held = False  # the agent's next chunk is ready but held by a pause
+        self.generator_closed = False
+        self.watchers = 0
+        self.last_watched = time.monotonic()
+        self.changed = threading.Condition()  # guards all the fields above; notified on any change
+        self._loop = asyncio.new_event_loop()
+        self._resumed = asyncio.Event()
+        self._task: Optional[asyncio.Task] = None
+        self._thread = threading.Thread(target=self._run, name=f"session {self.id}", daemon=True)
+
+    def start(self) -> "StreamSession":
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        self._task = self._loop.create_task(self._produce())
+        self._loop.run_until_complete(self._task)
+        self._loop.close()
+
+    async def _produce(self) -> None:
+        """Pull the agent's chunks one by one; hold them while paused; close the generator at the end."""
+        watchdog = asyncio.create_task(self._close_when_abandoned())
+        agen = self.agent.stream_response(self.message)
+        outcome, error = "done", None
+        try:
+            async for chunk in agen:
+                while not self._publish(chunk_text(chunk)):  # paused: this chunk and the generator wait
+                    self._resumed.clear()
+                    await self._resumed.wait()
+        except asyncio.CancelledError:
+            outcome, error = "cancelled", self.error
+        except Exception as exc:  # the agent failed: the page shows the error, not a short answer
+            outcome, error = "error", f"{type(exc).__name__}: {exc}"
+        finally:
+            watchdog.cancel()
+            await agen.aclose()  # runs the agent's finally blocks (a no-op if it already finished)
+            self._finish(outcome, error)
+
+    async def _close_when_abandoned(self) -> None:
+        """Cancel the stream when no page has watched it for `abandon_seconds` (tab closed)."""
+        limit = self.agent.abandon_seconds
+        while True:
+            await asyncio.sleep(min(limit, 5.0))
+            with self.changed:
+                abandoned = self.watchers == 0 and time.monotonic() - self.last_watched > limit
+            if abandoned:
+                self.error = f"nobody watched for {limit:g} s"
+                self._task.cancel()
+                return
+
+    def _publish(self, text: str) -> bool:
+        """Append a chunk to the log, unless paused (then False: the caller holds it)."""
+        with self.changed:
+            self.held = self.state == "paused"
+            if not self.held:
+                self.chunks.append(text)
+            self.changed.notify_all()
+            return not self.held
+
+    def _finish(self, outcome: str, error: Optional[str]) -> None:
+        with self.changed:
+            self.state, self.error, self.held, self.generator_closed = outcome, error, False, True
+            self.changed.notify_all()
+
+    # -- controls, called from request threads
+    def pause(self) -> None:
+        self._set_state("paused")
+
+    def resume(self) -> None:
+        with self.changed:
+            self._set_state("streaming")
+            self._loop.call_soon_threadsafe(self._resumed.set)  # under the lock: the loop is still open
+
+    def cancel(self, reason: Optional[str] = None) -> None:
+        with self.changed:
+            self._refuse_if_finished()
+            self.error = reason
+            self._loop.call_soon_threadsafe(self._task.cancel)  # under the lock: the loop is still open
+
+    def _set_state(self, state: str) -> None:
+        with self.changed:  # re-entrant: resume() already holds it
+            self._refuse_if_finished()
+            self.state = state
+            self.changed.notify_all()
+
+    def _refuse_if_finished(self) -> None:
+        if self.state in FINAL_STATES:
+            raise SessionFinished(f"the stream is already {self.state}")
+
+    def status(self) -> dict:
+        with self.changed:
+            return {"id": self.id, "state": self.state, "published": len(self.chunks), "total": self.total,
+                    "held": self.held, "generator_closed": self.generator_closed, "error": self.error}
+
+    # -- reading, for the SSE view
+    @contextlib.contextmanager
+    def watched(self):
+        """Count a connection as watching (an unwatched stream is cancelled after a while)."""
+        with self.changed:
+            self.watchers += 1
+        try:
+            yield
+        finally:
+            with self.changed:
+                self.watchers -= 1
+                self.last_watched = time.monotonic()
+
+    def wait_for_news(self, next_index: int, seen_state: str, timeout: float) -> tuple[list[str], str]:
+        """Chunks from next_index on and the current state, once either changes (or after timeout)."""
+        with self.changed:
+            self.changed.wait_for(lambda: len(self.chunks) > next_index or self.state != seen_state, timeout)
+            return self.chunks[next_index:], self.state
+
+
+def sse(event: str, data: dict, event_id: Optional[int] = None) -> str:
+    """One server-sent event; only chunks carry an id, so Last-Event-ID always names a chunk."""
+    id_line = f"id: {event_id}\n" if event_id is not None else ""
+    return f"event: {event}\n{id_line}data: {json.dumps(data)}\n\n"
+
+
+class StreamUIAgent(StreamingAgent):
+    """A StreamingAgent with session endpoints a UI can pause, resume, cancel and reconnect to.
+
+    The kit's POST /stream keeps working for A2A clients. Added routes:
+      GET  /ui                          the web page
+      POST /ui/sessions                 {"prompt": "..."} -> {"id", "events", "total"}
+      GET  /ui/sessions/<id>            status
+      GET  /ui/sessions/<id>/events     SSE: chunk (with id) / state / end events, ": ping" when idle
+      POST /ui/sessions/<id>/pause|resume|cancel
+    """
+
+    abandon_seconds = 60.0  # a stream nobody watches (tab closed, no reconnect) is cancelled after this
+    max_live_sessions = 16
+    max_prompt_chars = 2000
+    retry_ms = 500  # EventSource waits this long before reconnecting
+
+    def __init__(self, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._sessions: dict[str, StreamSession] = {}
+        self._sessions_lock = threading.Lock()
+
+    def expected_chunks(self, message) -> Optional[int]:
+        """How many chunks the answer will have, for progress bars (None: unknown)."""
+        return None
+
+    def setup_routes(self, app) -> None:
+        super().setup_routes(app)  # python-a2a's routes and the kit's /stream
+        app.add_url_rule("/ui", "ui_page", self._page_view)
+        app.add_url_rule("/ui/sessions", "ui_start", self._start_view, methods=["POST"])
+        app.add_url_rule("/ui/sessions/<sid>", "ui_status", self._status_view)
+        app.add_url_rule("/ui/sessions/<sid>/events", "ui_events", self._events_view)
+        app.add_url_rule("/ui/sessions/<sid>/<action>", "ui_control", self._control_view, methods=["POST"])
+
+    def close_streams(self, reason: str = "server shutting down") -> None:
+        """End the kit's /stream responses and every UI session (serve() calls this on exit)."""
+        super().close_streams(reason)
+        with self._sessions_lock:
+            sessions = list(self._sessions.values())
+        for session in sessions:
+            with contextlib.suppress(SessionFinished):
+                session.cancel(reason)
+
+    # -- sessions
+    def start_session(self, prompt: str) -> StreamSession:
+        with self._sessions_lock:
+            live = [s for s in self._sessions.values() if s.state not in FINAL_STATES]
+            if len(live) >= self.max_live_sessions:
+                raise SessionFinished(f"{len(live)} streams are already live; cancel one first")
+            self._forget_old_sessions()
+            session = StreamSession(self, prompt)
+            self._sessions[session.id] = session
+        return session.start()
+
+    def _forget_old_sessions(self, keep: int = 64) -> None:
+        finished = [sid for sid, s in self._sessions.items() if s.state in FINAL_STATES]
+        for sid in finished[:max(0, len(self._sessions) - keep)]:
+            del self._sessions[sid]
+
+    def session(self, sid: str) -> Optional[StreamSession]:
+        return self._sessions.get(sid)
+
+    # -- views
+    def _page_view(self):
+        response = send_from_directory(PAGE.parent, PAGE.name, mimetype="text/html")
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    def _start_view(self):
+        body = request.get_json(silent=True)
+        prompt = body.get("prompt") if isinstance(body, dict) else None
+        if not isinstance(prompt, str) or not prompt.strip():
+            return jsonify({"error": 'send a JSON object {"prompt": "your question"}'}), 400
+        if len(prompt) > self.max_prompt_chars:
+            return jsonify({"error": f"prompt over {self.max_prompt_chars} characters"}), 400
+        try:
+            session = self.start_session(prompt)
+        except SessionFinished as exc:
+            return jsonify({"error": str(exc)}), 429
+        return jsonify({**session.status(), "events": f"/ui/sessions/{session.id}/events"}), 201
+
+    def _status_view(self, sid: str):
+        session = self.session(sid)
+        return jsonify(session.status()) if session else _no_such_session(sid)
+
+    def _control_view(self, sid: str, action: str):
+        session = self.session(sid)
+        if session is None:
+            return _no_such_session(sid)
+        if action not in KEYS.values():
+            return jsonify({"error": f"unknown action {action!r}: use pause, resume or cancel"}), 404
+        try:
+            getattr(session, action)()
+        except SessionFinished as exc:
+            return jsonify({**session.status(), "error": str(exc)}), 409
+        return jsonify(session.status())
+
+    def _events_view(self, sid: str):
+        session = self.session(sid)
+        if session is None:
+            return _no_such_session(sid)
+        last_id = request.headers.get("Last-Event-ID", "-1").strip() or "-1"
+        if not last_id.lstrip("-").isdigit():
+            return jsonify({"error": "Last-Event-ID must be a chunk index"}), 400
+        headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        return Response(self._session_events(session, int(last_id) + 1), mimetype="text/event-stream",
+                        headers=headers)
+
+    def _session_events(self, session: StreamSession, next_index: int):
+        """Everything after the client's last event: log replay first, then live chunks as they come."""
+        yield f"retry: {self.retry_ms}\n\n"
+        with session.watched():
+            seen_state = None
+            while True:
+                chunks, state = session.wait_for_news(next_index, seen_state, self.keepalive_seconds)
+                for text in chunks:
+                    yield sse("chunk", {"index": next_index, "text": text}, event_id=next_index)
+                    next_index += 1
+                if state in FINAL_STATES:
+                    status = session.status()
+                    yield sse("end", {"state": state, "chunks": status["published"], "error": status["error"]})
+                    return
+                if state != seen_state:
+                    yield sse("state", {"state": state, "total": session.total})
+                    seen_state = state
+                elif not chunks:
+                    yield ": ping\n\n"  # keeps proxies from closing a quiet (or paused) stream
+
+
+def _no_such_session(sid: str):
+    return jsonify({"error": f"no stream session {sid!r} (finished long ago, or the server restarted)"}), 404
+
+
+# ---------------------------------------------------------------- the demo agent
+def answer_chunks(prompt: str) -> list[str]:
+    """The demo answer, word by word; the question is quoted back as a single chunk."""
+    words = ("The agent writes this answer one word at a time. Pause, and the server stops pulling "
+             "words from the agent: its generator waits, so nothing is sent and nothing is lost. "
+             "Resume, and the words continue where they stopped. Cancel, and the server closes the "
+             "generator, so the agent's work really ends. If the connection drops, the page "
+             "reconnects with the id of the last word it saw and gets the rest.").split(" ")
+    return ["You asked: ", f"\u201c{prompt}\u201d", "\n\n"] + [w + " " for w in words[:-1]] + [words[-1]]
+
+
+class StoryAgent(StreamUIAgent):
+    """Answers any question with a short explanation of this demo, one word per chunk."""
+
+    def __init__(self, pace: float = 0.08):
+        super().__init__(name="Streaming UI demo")
+        self.pace = pace  # seconds per chunk: typing speed, so there is time to press pause
+
+    def expected_chunks(self, message) -> int:
+        return len(answer_chunks(message_text(message)))
+
+    async def stream_response(self, message):
+        for chunk in answer_chunks(message_text(message)):
+            await asyncio.sleep(self.pace)
+            yield chunk
+
+
+# ---------------------------------------------------------------- the client side
+@dataclass
+class SseEvent:
+    event: str  # "chunk", "state", "end", or "comment" for keepalive lines
+    data: dict
+    id: Optional[str] = None
+
+
+async def read_sse(response: aiohttp.ClientResponse) -> AsyncIterator[SseEvent]:
+    """Parse a text/event-stream body into events (comments come out as "comment" events)."""
+    fields: dict[str, str] = {}
+    async for raw in response.content:
+        line = raw.decode("utf-8").rstrip("\r\n")
+        if line.startswith(":"):
+            yield SseEvent("comment", {"text": line[1:].strip()})
+        elif line:
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            fields[name] = f"{fields[name]}\n{value}" if name == "data" and name in fields else value
+        elif "data" in fields:
+            yield SseEvent(fields.get("event", "message"), json.loads(fields["data"]), fields.get("id"))
+            fields = {}
+        else:
+            fields = {}
+
+
+class SessionAPI:
+    """The session endpoints from Python: what the terminal UI and the self-check call."""
+
+    def __init__(self, http: aiohttp.ClientSession, base_url: str):
+        self.http, self.base_url = http, base_url
+
+    async def start(self, prompt: str) -> dict:
+        return await self._call("POST", "/ui/sessions", json={"prompt": prompt})
+
+    async def status(self, sid: str) -> dict:
+        return await self._call("GET", f"/ui/sessions/{sid}")
+
+    async def control(self, sid: str, action: str) -> dict:
+        """pause / resume / cancel; SessionFinished if the stream has already ended."""
+        return await self._call("POST", f"/ui/sessions/{sid}/{action}")
+
+    async def events(self, sid: str, after: Optional[int] = None) -> AsyncIterator[SseEvent]:
+        headers = {"Accept": "text/event-stream"}
+        if after is not None:
+            headers["Last-Event-ID"] = str(after)  # what EventSource sends when it reconnects
+        async with self.http.get(f"{self.base_url}/ui/sessions/{sid}/events", headers=headers) as response:
+            if response.status != 200:
+                raise RuntimeError(f"HTTP {response.status} from events: {await response.text()}")
+            async for event in read_sse(response):
+                yield event
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> dict:
+        async with self.http.request(method, self.base_url + path, **kwargs) as response:
+            body = await response.json(content_type=None)
+            if response.status == 409:
+                raise SessionFinished(body.get("error"))
+            if response.status >= 400:
+                raise RuntimeError(f"HTTP {response.status} from {path}: {body.get('error')}")
+            return body
+
+
+@dataclass
+class StreamReport:
+    """What one watched stream did, and the checks it passed or failed."""
+    name: str
+    started: float = field(default_factory=time.perf_counter)
+    first_chunk_at: Optional[float] = None
+    ended_at: Optional[float] = None
+    indices: list[int] = field(default_factory=list)
+    pieces: list[str] = field(default_factory=list)
+    outcome: str = "?"
+    checks: list[tuple[str, bool]] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.pieces)
+
+    @property
+    def each_once_in_order(self) -> bool:
+        return self.indices == list(range(len(self.indices)))
+
+    def add(self, index: int, text: str) -> None:
+        self.first_chunk_at = self.first_chunk_at or time.perf_counter()
+        self.indices.append(index)
+        self.pieces.append(text)
+
+    def check(self, label: str, ok: bool) -> bool:
+        self.checks.append((label, bool(ok)))
+        return bool(ok)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks) and all(ok for _, ok in self.checks)
+
+    def row(self) -> list[Any]:
+        first = f"{self.first_chunk_at - self.started:.2f} s" if self.first_chunk_at else "-"
+        total = f"{(self.ended_at or time.perf_counter()) - self.started:.2f} s"
+        return [self.name, len(self.indices), len(self.text), first, total, self.outcome,
+                paint("pass", "green") if self.passed else paint("FAIL", "red")]
+
+
+STATE_COLOURS = {"streaming": "green", "paused": "yellow", "cancelled": "red", "done": "cyan", "error": "red"}
+
+
+class TerminalView:
+    """Draws a stream in a terminal: text above a tqdm bar whose label is the status line.
+
+    Text appears a line at a time (wrapped to the terminal) so the bar stays at the bottom.
+    """
+
+    def __init__(self, total: Optional[int]):
+        self.width = min(shutil.get_terminal_size().columns, 100) - 2
+        self.line = ""
+        self.chars, self.first_at = 0, None
+        self.bar = tqdm(total=total, unit="chunk", file=sys.stdout, leave=True, dynamic_ncols=True,
+                        bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} chunks{postfix}")
+        self.state("streaming")
+
+    def state(self, state: str) -> None:
+        self.bar.set_description_str(paint(f"[{state}]", STATE_COLOURS.get(state, "white")))
+
+    def chunk(self, text: str) -> None:
+        self.first_at = self.first_at or time.perf_counter()
+        self.chars += len(text)
+        self.line += text
+        while "\n" in self.line or len(self.line) > self.width:
+            head, self.line = _split_line(self.line, self.width)
+            tqdm.write(head, file=sys.stdout)
+        rate = self.chars / max(time.perf_counter() - self.first_at, 1e-3)
+        self.bar.set_postfix_str(f"{rate:.0f} chars/s", refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        if self.line.strip():
+            tqdm.write(self.line, file=sys.stdout)
+        self.bar.close()
+
+
+def _split_line(text: str, width: int) -> tuple[str, str]:
+    """The first display line of text (up to a newline or `width`, broken at a space) and the rest."""
+    head, newline, rest = text.partition("\n")
+    if newline and len(head) <= width:
+        return head, rest
+    cut = textwrap.wrap(text, width, drop_whitespace=False)[0]
+    return cut.rstrip(), text[len(cut):]
+
+
+async def watch(api: SessionAPI, session: dict, report: StreamReport,
+                view: Optional[TerminalView] = None, on_chunk: Callable[[int], None] = lambda i: None) -> None:
+    """Follow a session's events to the end, recording them in report (and drawing them in view)."""
+    try:
+        async for event in api.events(session["id"]):
+            if event.event == "chunk":
+                report.add(event.data["index"], event.data["text"])
+                if view:
+                    view.chunk(event.data["text"])
+                on_chunk(event.data["index"])
+            elif event.event == "state" and view:
+                view.state(event.data["state"])
+            elif event.event == "end":
+                report.outcome = event.data["state"]
+                if view:
+                    view.state(event.data["state"])
+                break
+    finally:
+        report.ended_at = time.perf_counter()
+        if view:
+            view.close()
+
+
+# ---------------------------------------------------------------- the terminal, with a person at the keys
+class KeyPresses:
+    """Single key presses from a terminal, without Enter; the terminal is restored on exit (also Ctrl-C)."""
+
+    def __init__(self, stream=sys.stdin):
+        self.fd = stream.fileno()
+        self.keys: asyncio.Queue[str] = asyncio.Queue()
+
+    def __enter__(self) -> "KeyPresses":
+        import termios
+        import tty
+        self.saved = termios.tcgetattr(self.fd)
+        tty.setcbreak(self.fd)  # keys arrive at once; Ctrl-C still interrupts
+        asyncio.get_running_loop().add_reader(self.fd, self._read)
+        return self
+
+    def _read(self) -> None:
+        import os
+        for key in os.read(self.fd, 32).decode(errors="ignore"):
+            self.keys.put_nowait(key.lower())
+
+    def __exit__(self, *exc: Any) -> None:
+        import termios
+        asyncio.get_running_loop().remove_reader(self.fd)
+        termios.tcsetattr(self.fd, termios.TCSADRAIN, self.saved)
+
+
+async def interactive_session(api: SessionAPI, prompt: str) -> StreamReport:
+    """Stream one answer in the terminal; p / r / c press pause / resume / cancel on the server."""
+    print(paint("Keys: p pause · r resume · c cancel · Ctrl-C quit", "cyan"), flush=True)
+    session = await api.start(prompt)
+    report = StreamReport("terminal (keys)")
+
+    async def forward_keys(keys: KeyPresses) -> None:
+        while True:
+            action = KEYS.get(await keys.keys.get())
+            if action:
+                with contextlib.suppress(SessionFinished):
+                    await api.control(session["id"], action)
+
+    with KeyPresses() as keys:
+        forwarding = asyncio.create_task(forward_keys(keys))
+        try:
+            await watch(api, session, report, TerminalView(session["total"]))
+        finally:
+            forwarding.cancel()
+    report.check("stream ended (done or cancelled)", report.outcome in ("done", "cancelled"))
+    report.check("every chunk once, in order", report.each_once_in_order)
+    return report
+
+
+# ---------------------------------------------------------------- the terminal, scripted (no TTY)
+async def scripted_pause_resume(api: SessionAPI, prompt: str, hold: float) -> StreamReport:
+    """Press p after chunk 2, wait `hold` seconds, press r; the answer must arrive whole, once."""
+    report = StreamReport("terminal: pause, resume")
+    session = await api.start(prompt)
+    sid, presses = session["id"], []
+
+    async def pause_then_resume() -> None:
+        paused = await api.control(sid, "pause")
+        seen = len(report.indices)
+        print(f"  p  paused after chunk {paused['published'] - 1}; the server holds the agent's generator")
+        await asyncio.sleep(hold)  # a person looking away for a moment
+        during = [i for i in report.indices[seen:] if i >= paused["published"]]
+        still = await api.status(sid)
+        print(f"     {hold:.2f} s paused: {len(during)} new chunks arrived; "
+              f"agent's next chunk {'held on the server' if still['held'] else 'not ready yet'}")
+        report.check("nothing sent while paused", not during and still["published"] == paused["published"])
+        await api.control(sid, "resume")
+        print("  r  resumed")
+
+    def on_chunk(index: int) -> None:
+        if index == 2 and not presses:
+            presses.append(asyncio.create_task(pause_then_resume()))
+
+    await watch(api, session, report, on_chunk=on_chunk)
+    try:
+        await asyncio.gather(*presses)
+    except SessionFinished:
+        report.check("pause arrived while streaming (use a slower --pace)", False)
+    expected = "".join(answer_chunks(prompt))
+    print(f"     {report.outcome}: {len(report.indices)} chunks, {len(report.text)} characters")
+    report.check("pressed p and r", bool(presses))
+    report.check("stream done", report.outcome == "done")
+    report.check("whole answer, every chunk once, in order", report.text == expected and report.each_once_in_order)
+    return report
+
+
+async def scripted_cancel(api: SessionAPI, prompt: str) -> StreamReport:
+    """Press c after chunk 3: the server must close the agent's generator and say so."""
+    report = StreamReport("terminal: cancel")
+    session = await api.start(prompt)
+    presses: list[asyncio.Task] = []
+
+    def on_chunk(index: int) -> None:
+        if index == 3 and not presses:
+            presses.append(asyncio.create_task(api.control(session["id"], "cancel")))
+
+    await watch(api, session, report, on_chunk=on_chunk)
+    try:
+        await asyncio.gather(*presses)
+    except SessionFinished:
+        report.check("cancel arrived while streaming (use a slower --pace)", False)
+    status = await api.status(session["id"])
+    print(f"  c  cancelled after chunk {status['published'] - 1} of {status['total']}; "
+          f"agent's generator closed: {'yes' if status['generator_closed'] else 'NO'}")
+    report.check("stream cancelled", report.outcome == "cancelled")
+    report.check("agent's generator closed", status["generator_closed"])
+    report.check("text so far intact", "".join(answer_chunks(prompt)).startswith(report.text))
+    return report
+
+
+# ---------------------------------------------------------------- headless check of the web endpoints
+async def check_page(http: aiohttp.ClientSession, url: str) -> StreamReport:
+    report = StreamReport("web: page served")
+    async with http.get(f"{url}/ui") as response:
+        page = await response.text()
+        report.outcome = f"HTTP {response.status}"
+        report.check("page served as HTML", response.status == 200 and response.content_type == "text/html")
+    report.check("page has the controls", all(f'id="{b}"' in page for b in ("pause", "resume", "cancel", "restart")))
+    report.ended_at = time.perf_counter()
+    return report
+
+
+async def check_full_stream(api: SessionAPI, prompt: str) -> StreamReport:
+    report = StreamReport("web: SSE stream")
+    await watch(api, await api.start(prompt), report)
+    report.check("whole answer, every chunk once", report.text == "".join(answer_chunks(prompt))
+                 and report.each_once_in_order and report.outcome == "done")
+    return report
+
+
+async def check_reconnect(api: SessionAPI, prompt: str, drop_after: int = 4) -> StreamReport:
+    """Hang up after chunk `drop_after`, reconnect with Last-Event-ID: the rest, no gap, no duplicate."""
+    report = StreamReport("web: reconnect")
+    session = await api.start(prompt)
+    async for event in api.events(session["id"]):  # leaving the loop closes the connection
+        if event.event == "chunk":
+            report.add(event.data["index"], event.data["text"])
+            if event.data["index"] == drop_after:
+                break
+    last_id = report.indices[-1]
+    async for event in api.events(session["id"], after=last_id):
+        if event.event == "chunk":
+            report.add(event.data["index"], event.data["text"])
+        elif event.event == "end":
+            report.outcome = event.data["state"]
+            break
+    report.ended_at = time.perf_counter()
+    report.check("resumed after the last id: no gap, no duplicate",
+                 report.text == "".join(answer_chunks(prompt)) and report.each_once_in_order)
+    return report
+
+
+async def check_controls(api: SessionAPI, prompt: str) -> StreamReport:
+    report = StreamReport("web: pause/resume/cancel")
+    sid = (await api.start(prompt))["id"]
+    report.check("pause -> paused", (await api.control(sid, "pause"))["state"] == "paused")
+    report.check("resume -> streaming", (await api.control(sid, "resume"))["state"] == "streaming")
+    await api.control(sid, "cancel")
+    async for event in api.events(sid):
+        if event.event == "end":
+            report.outcome = event.data["state"]
+            break
+    status = await api.status(sid)
+    report.check("cancel -> cancelled, generator closed", report.outcome == "cancelled" and status["generator_closed"])
+    try:
+        await api.control(sid, "pause")
+        report.check("pause after the end is refused", False)
+    except SessionFinished:
+        report.check("pause after the end is refused", True)
+    report.ended_at = time.perf_counter()
+    return report
+
+
+async def check_a2a_stream(url: str, prompt: str) -> StreamReport:
+    """The kit's POST /stream still serves A2A clients next to the UI endpoints."""
+    report = StreamReport("A2A /stream")
+    async for chunk in StrictStreamingClient(url).stream_response(prompt):
+        report.add(chunk.get("index", len(report.indices)), chunk_text(chunk))
+    report.outcome = "done"
+    report.ended_at = time.perf_counter()
+    report.check("A2A client gets the same answer", report.text == "".join(answer_chunks(prompt)))
+    return report
+
+
+# ---------------------------------------------------------------- putting it together
+async def run_session(url: str, interactive: bool, hold: float) -> int:
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        api = SessionAPI(http, url)
+        if interactive:
+            reports = [await interactive_session(api, PROMPT)]
+        else:
+            print(paint("Terminal UI, scripted (no terminal: the keys are pressed for you)", "cyan"))
+            reports = [await scripted_pause_resume(api, PROMPT, hold), await scripted_cancel(api, PROMPT)]
+        print(paint("\nWeb endpoints, checked headlessly", "cyan"))
+        reports += await asyncio.gather(check_page(http, url), check_full_stream(api, PROMPT),
+                                        check_reconnect(api, PROMPT), check_controls(api, PROMPT),
+                                        check_a2a_stream(url, PROMPT))
+    print()
+    print_table(["stream", "chunks", "chars", "first chunk", "total", "outcome", "verdict"],
+                [r.row() for r in reports])
+    failed = [f"{r.name}: {label}" for r in reports for label, ok in r.checks if not ok]
+    for line in failed:
+        print(paint(f"  failed: {line}", "red"))
+    print(paint(f"\nOpen the web UI yourself: python {Path(__file__).name} --serve", "cyan"))
+    return 1 if failed else 0
+
+
+def serve_web_ui(agent: StreamUIAgent, host: str, port: int) -> int:
+    """--serve: like the kit's serve_until_interrupted, plus the page's address.
+
+    KIT CHANGE REQUESTED: serve_until_interrupted(..., extra_lines=[...]) would make this function unnecessary.
+    """
+    with serve(agent, host, port) as url:
+        print(f"Serving {agent.agent_card.name} at {url}", flush=True)
+        print(f"Open the web UI: {url}/ui   (Ctrl-C to stop)", flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            print("Stopped.", flush=True)
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = demo_parser("Terminal and web UIs for a stream: pause, resume, cancel, reconnect.", DEFAULT_PORT)
+    parser.add_argument("--pace", type=float, help="seconds per chunk (default 0.08, 0.01 with --fast)")
+    parser.add_argument("--scripted", action="store_true", help="play the scripted session even in a terminal")
+    args = parser.parse_args(argv)
+    pace = args.pace if args.pace is not None else (0.01 if args.fast else 0.08)
+    if pace < 0:
+        parser.error("--pace must be 0 or more")
+    interactive = sys.stdin.isatty() and sys.stdout.isatty() and not args.scripted
+    if args.serve:
+        if not args.verbose:
+            quiet()
+        try:
+            return serve_web_ui(StoryAgent(pace), args.host, args.port)
+        except OSError as exc:
+            print(paint(f"error: cannot serve on {args.host}:{args.port}: {exc}", "red"), file=sys.stderr)
+            return 1
+    return run_demo(args, lambda: StoryAgent(pace),
+                    lambda url: run_session(url, interactive, hold=0.1 if args.fast else 0.5))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
