@@ -132,17 +132,25 @@ class ReplicaProcess:
         self.process = self._launch(port=int(self.url.rsplit(":", 1)[1]))
         self.wait_until_serving()
 
-    def stop(self) -> None:
-        """SIGTERM (the kit exits cleanly on it), SIGKILL if it lingers; always reaped."""
+    def ask_to_stop(self) -> None:
+        """SIGTERM: the kit's --serve ends its streams and exits cleanly."""
         if self.process.poll() is None:
-            self.thaw()  # a stopped process would hold SIGTERM pending
+            self.thaw()  # a stopped (SIGSTOP) process would hold SIGTERM pending
             self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+
+    def reap(self) -> None:
+        """Wait for the exit (SIGKILL if it lingers), so no zombie or orphan is left."""
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            print(paint(f"replica pid {self.pid} ignored SIGTERM for 5 s: killing it", "yellow"), file=sys.stderr)
+            self.process.kill()
+            self.process.wait()
         self.process.stdout.close()
+
+    def stop(self) -> None:
+        self.ask_to_stop()
+        self.reap()
 
 
 @contextlib.contextmanager
@@ -155,8 +163,10 @@ def replica_processes(count: int, fast: bool) -> "list[ReplicaProcess]":
             process.wait_until_serving()
         yield processes
     finally:
+        for process in processes:  # all at once: each takes a moment to shut down
+            process.ask_to_stop()
         for process in processes:
-            process.stop()
+            process.reap()
 
 
 # ---------------------------------------------------------------- the client-side balancer

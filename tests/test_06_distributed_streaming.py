@@ -214,8 +214,8 @@ def test_failover_after_a_real_kill_loses_and_duplicates_nothing(replicas):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("defect, symptom", [(lambda held: None, "duplicated"),           # restart from 0
-                                             (lambda held: held + 1, "lost")])            # skip one too many
+@pytest.mark.parametrize("defect, symptom", [(lambda held: None, "duplicated"), (lambda held: held + 1, "lost")],
+                         ids=["resume-from-0", "resume-one-too-far"])
 def test_failover_check_fails_on_a_wrong_resume_point(replicas, monkeypatch, defect, symptom):
     honest_stream = demo.Balancer.stream
 
