@@ -444,7 +444,7 @@ class StreamReport:
         first = f"{self.first_chunk_at - self.started:.2f} s" if self.first_chunk_at else "-"
         total = f"{(self.ended_at or time.perf_counter()) - self.started:.2f} s"
         return [self.name, len(self.indices), len(self.text), first, total, self.outcome,
-                paint("pass", "green") if self.passed else paint("FAIL", "red")]
+                "pass" if self.passed else "FAIL"]
 
 
 STATE_COLOURS = {"streaming": "green", "paused": "yellow", "cancelled": "red", "done": "cyan", "error": "red"}
@@ -457,10 +457,11 @@ class TerminalView:
     """
 
     def __init__(self, total: Optional[int]):
-        self.width = min(shutil.get_terminal_size().columns, 100) - 2
+        columns = min(shutil.get_terminal_size().columns, 100)  # honours COLUMNS; 80 if unknown
+        self.width = columns - 2
         self.line = ""
         self.chars, self.first_at = 0, None
-        self.bar = tqdm(total=total, unit="chunk", file=sys.stdout, leave=True, dynamic_ncols=True,
+        self.bar = tqdm(total=total, unit="chunk", file=sys.stdout, leave=True, ncols=columns,
                         bar_format="{desc} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} chunks{postfix}")
         self.state("streaming")
 

@@ -1,0 +1,464 @@
+"""05_streaming_ui_integration.py: the script as a user runs it, its terminal UI under a
+pseudo-terminal, its session endpoints, and its web page in a real headless Chromium."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import select
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, library_noise, load_script, run_script
+
+SCRIPT = "05_streaming_ui_integration.py"
+ui = load_script(SCRIPT)
+from streaming_kit import serve  # noqa: E402  (after the script: it imports the kit first)
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+INJECTION = '<img src=x onerror="window.__pwned = 1"><script>window.__pwned = 2</script>'
+
+
+class GatedAgent(ui.StoryAgent):
+    """The demo agent, plus a gate it waits at before chunk `gate_at` and a flag its finally sets."""
+
+    def __init__(self, gate_at: int | None = None, **kwargs):
+        super().__init__(pace=0.002)
+        self.gate_at = gate_at
+        self.gate = threading.Event()
+        self.finally_ran = threading.Event()
+        for name, value in kwargs.items():
+            setattr(self, name, value)
+
+    async def stream_response(self, message):
+        try:
+            for index, chunk in enumerate(ui.answer_chunks(ui.message_text(message))):
+                while index == self.gate_at and not self.gate.is_set():
+                    await asyncio.sleep(0.01)  # parked like a slow model; cancel interrupts this await
+                await asyncio.sleep(self.pace)
+                yield chunk
+        finally:
+            self.finally_ran.set()
+
+
+class FailingAgent(ui.StoryAgent):
+    async def stream_response(self, message):
+        yield "half an answer "
+        raise ValueError("the model went away")
+
+
+def wait_for_session(session: "ui.StreamSession", condition, seconds: float = 20) -> None:
+    """Block on the session's own condition variable until condition(session) holds."""
+    with session.changed:
+        assert session.changed.wait_for(lambda: condition(session), seconds), session.status()
+
+
+def full_answer(prompt: str = ui.PROMPT) -> str:
+    return "".join(ui.answer_chunks(prompt))
+
+
+def first_chunks(count: int, prompt: str = ui.PROMPT) -> str:
+    return "".join(ui.answer_chunks(prompt)[:count])
+
+
+# ---------------------------------------------------------------- the script as a user runs it
+@pytest.mark.timeout(60)
+def test_default_run_plays_scripted_session_and_checks_web_endpoints():
+    result = run_script(SCRIPT, "--fast", timeout=60)
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert "no terminal: the keys are pressed for you" in out
+    assert re.search(r"p  paused after chunk \d+; the server holds the agent's generator", out)
+    assert re.search(r"paused: 0 new chunks arrived", out)
+    assert re.search(r"c  cancelled after chunk \d+ of \d+; agent's generator closed: yes", out)
+    for row in ("terminal: pause, resume", "terminal: cancel", "web: page served", "web: SSE stream",
+                "web: reconnect", "web: pause/resume/cancel", "A2A /stream"):
+        assert re.search(rf"^{re.escape(row)} .* pass$", out, re.MULTILINE), row
+    assert "FAIL" not in out and "failed:" not in out
+    assert library_noise(out + result.stderr) == [] and result.stderr == ""
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("args", [["--pace", "-1"], ["--pace", "fast"], ["--port", "http"]])
+def test_bad_arguments_exit_2(args):
+    result = run_script(SCRIPT, *args, timeout=30)
+    assert result.returncode == 2 and "error:" in result.stderr
+
+
+# ---------------------------------------------------------------- the terminal UI under a pseudo-terminal
+class Terminal:
+    """The script running on a pseudo-terminal (its controlling terminal, so Ctrl-C is a signal)."""
+
+    def __init__(self, *args: str):
+        import fcntl
+        import pty
+        import termios
+        self.master, self.slave = pty.openpty()
+        fcntl.ioctl(self.slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))  # rows, columns
+        self.settings_before = termios.tcgetattr(self.slave)
+        self.output = b""
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / SCRIPT), *args], cwd=ROOT, stdin=self.slave, stdout=self.slave,
+            stderr=self.slave, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True, preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+
+    def expect(self, pattern: bytes, seconds: float = 30, start: int = 0) -> int:
+        """Read until pattern appears after offset start; returns the offset just past it."""
+        deadline = time.monotonic() + seconds
+        while (found := self.output.find(pattern, start)) < 0:
+            left = deadline - time.monotonic()
+            assert left > 0, f"{pattern!r} not seen; output so far:\n{self.output.decode(errors='replace')}"
+            if select.select([self.master], [], [], left)[0]:
+                with contextlib.suppress(OSError):  # EIO once the child has exited
+                    self.output += os.read(self.master, 65536)
+        return found + len(pattern)
+
+    def press(self, key: str) -> None:
+        os.write(self.master, key.encode())
+
+    def finish(self, seconds: float = 60) -> int:
+        deadline = time.monotonic() + seconds
+        while self.process.poll() is None and time.monotonic() < deadline:
+            if select.select([self.master], [], [], 0.2)[0]:
+                with contextlib.suppress(OSError):
+                    self.output += os.read(self.master, 65536)
+        return self.process.wait(timeout=1)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        os.close(self.master)
+        os.close(self.slave)
+
+
+@pytest.fixture
+def terminal():
+    opened = []
+    yield lambda *args: opened.append(Terminal(*args)) or opened[-1]
+    for term in opened:
+        term.close()
+
+
+@pytest.mark.timeout(90)
+def test_keys_pause_resume_and_cancel_the_stream_on_a_terminal(terminal):
+    import termios
+    term = terminal("--pace", "0.05")
+    at = term.expect(b"Keys: p pause")
+    at = term.expect(b"You asked", start=at)  # text is on screen: the stream is flowing
+    term.press("p")
+    at = term.expect(b"[paused]", start=at)
+    term.press("r")
+    at = term.expect(b"[streaming]", start=at)
+    term.press("c")
+    term.expect(b"[cancelled]", start=at)
+    assert term.finish() == 0, term.output.decode(errors="replace")
+    out = term.output.decode(errors="replace")
+    assert re.search(r"terminal \(keys\) .* cancelled .* pass", out), out
+    assert termios.tcgetattr(term.slave) == term.settings_before  # echo and line mode are back
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_quits_and_restores_the_terminal(terminal):
+    import termios
+    term = terminal("--pace", "0.05")
+    term.expect(b"You asked")
+    assert termios.tcgetattr(term.slave) != term.settings_before  # cbreak mode while streaming
+    term.press("\x03")
+    assert term.finish() == 130
+    assert termios.tcgetattr(term.slave) == term.settings_before
+    assert b"Traceback" not in term.output
+
+
+# ---------------------------------------------------------------- the session endpoints
+def call(url: str, method: str = "GET", body: bytes | None = None, headers: dict | None = None):
+    """(status, parsed JSON or raw text) for one request."""
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as response:
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as err:
+        status, raw = err.code, err.read()
+    with contextlib.suppress(ValueError):
+        return status, json.loads(raw)
+    return status, raw.decode()
+
+
+def start(url: str, prompt: str = ui.PROMPT) -> dict:
+    status, body = call(f"{url}/ui/sessions", "POST", json.dumps({"prompt": prompt}).encode(),
+                        {"Content-Type": "application/json"})
+    assert status == 201, body
+    return body
+
+
+@pytest.mark.timeout(30)
+def test_bad_requests_get_clear_4xx_and_the_server_keeps_serving():
+    agent = GatedAgent()
+    with serve(agent) as url:
+        sessions = f"{url}/ui/sessions"
+        json_header = {"Content-Type": "application/json"}
+        assert call(sessions, "POST", b"{not json", json_header)[0] == 400
+        assert call(sessions, "POST", b'{"prompt": 5}', json_header)[0] == 400
+        assert call(sessions, "POST", b'{"prompt": "   "}', json_header)[0] == 400
+        status, body = call(sessions, "POST", json.dumps({"prompt": "x" * 5000}).encode(), json_header)
+        assert status == 400 and "2000" in body["error"]
+        for path, method in (("/nope", "GET"), ("/nope/events", "GET"), ("/nope/pause", "POST")):
+            status, body = call(sessions + path, method)
+            assert status == 404 and "no stream session" in body["error"]
+        sid = start(url)["id"]
+        assert call(f"{sessions}/{sid}/explode", "POST")[0] == 404
+        status, body = call(f"{sessions}/{sid}/events", headers={"Last-Event-ID": "seven"})
+        assert status == 400 and "Last-Event-ID" in body["error"]
+        wait_for_session(agent.session(sid), lambda s: s.state == "done")
+        status, body = call(f"{sessions}/{sid}/pause", "POST")
+        assert status == 409 and "already done" in body["error"]
+        assert start(url)["state"] == "streaming"  # still serving
+
+
+async def collect(url: str, sid: str, after: int | None = None, stop=lambda event: False) -> list:
+    import aiohttp
+    async with aiohttp.ClientSession() as http:
+        events = []
+        async for event in ui.SessionAPI(http, url).events(sid, after):
+            events.append(event)
+            if event.event == "end" or stop(event):
+                return events
+    return events
+
+
+@pytest.mark.timeout(30)
+def test_paused_stream_sends_keepalive_comments_and_nothing_else():
+    agent = GatedAgent(keepalive_seconds=0.05)
+    with serve(agent) as url:
+        sid = start(url)["id"]
+        assert call(f"{url}/ui/sessions/{sid}/pause", "POST")[1]["state"] == "paused"
+        third_ping = lambda event: event.event == "comment" and len(events_so_far(event)) == 3
+        seen: list = []
+        events_so_far = lambda event: seen.append(event) or [e for e in seen if e.event == "comment"]
+        events = asyncio.run(collect(url, sid, stop=third_ping))
+        sent_before_pause = agent.session(sid).status()["published"]
+        assert [e.data["index"] for e in events if e.event == "chunk"] == list(range(sent_before_pause))
+        assert [e.data["text"] for e in events if e.event == "comment"] == ["ping"] * 3
+        assert agent.session(sid).status()["published"] == sent_before_pause
+
+
+@pytest.mark.timeout(30)
+def test_reconnect_without_last_event_id_would_repeat_with_it_does_not():
+    agent = GatedAgent(gate_at=5)
+    with serve(agent) as url:
+        sid = start(url)["id"]
+        first = asyncio.run(collect(url, sid, stop=lambda e: e.event == "chunk" and e.data["index"] == 4))
+        agent.gate.set()
+        resumed = asyncio.run(collect(url, sid, after=4))
+        fresh = asyncio.run(collect(url, sid))  # a client that forgot Last-Event-ID gets it all again
+    chunks = lambda events: [e.data["text"] for e in events if e.event == "chunk"]
+    assert "".join(chunks(first) + chunks(resumed)) == full_answer()
+    assert [e.id for e in resumed if e.event == "chunk"][0] == "5"
+    assert "".join(chunks(first) + chunks(fresh)) != full_answer()  # the duplicate the id prevents
+
+
+@pytest.mark.timeout(30)
+def test_agent_error_ends_the_stream_as_an_error():
+    with serve(FailingAgent()) as url:
+        events = asyncio.run(collect(url, start(url)["id"]))
+    assert [e.data["text"] for e in events if e.event == "chunk"] == ["half an answer "]
+    assert events[-1].event == "end" and events[-1].data["state"] == "error"
+    assert "ValueError: the model went away" in events[-1].data["error"]
+
+
+@pytest.mark.timeout(30)
+def test_unwatched_stream_is_cancelled_and_its_generator_closed():
+    agent = GatedAgent(gate_at=3, abandon_seconds=0.2)
+    with serve(agent) as url:
+        session = agent.session(start(url)["id"])  # nobody ever opens its events
+        wait_for_session(session, lambda s: s.generator_closed)
+        assert session.state == "cancelled" and "nobody watched" in session.error
+        assert agent.finally_ran.is_set()
+
+
+@pytest.mark.timeout(30)
+def test_server_shutdown_cancels_live_sessions_and_ends_their_threads():
+    agent = GatedAgent(gate_at=3)
+    with serve(agent) as url:
+        session = agent.session(start(url)["id"])
+    wait_for_session(session, lambda s: s.generator_closed)
+    session._thread.join(timeout=5)
+    assert session.state == "cancelled" and not session._thread.is_alive() and agent.finally_ran.is_set()
+
+
+# ---------------------------------------------------------------- the web page in headless Chromium
+class DroppableProxy:
+    """A TCP relay in front of the server; drop() cuts every connection, as a flaky network does."""
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            with self.lock:
+                self.sockets += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_RDWR)
+
+    def drop(self) -> None:
+        with self.lock:
+            cut, self.sockets = self.sockets, []
+        for sock in cut:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+    def close(self) -> None:
+        self.listener.close()
+        self.drop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (the browser test must run)")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def web(browser):
+    """Start an agent behind a droppable proxy and open its page: yields (page, agent, proxy)."""
+    opened = []
+
+    def open_page(agent):
+        stack = contextlib.ExitStack()
+        url = stack.enter_context(serve(agent))
+        proxy = DroppableProxy(int(url.rsplit(":", 1)[1]))
+        stack.callback(proxy.close)
+        context = browser.new_context(viewport={"width": 900, "height": 860})
+        stack.callback(context.close)
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        page.goto(f"http://127.0.0.1:{proxy.port}/ui")
+        opened.append(stack)
+        return page, proxy
+
+    yield open_page
+    for stack in reversed(opened):
+        stack.close()
+
+
+def ask(page, prompt: str = ui.PROMPT) -> None:
+    page.fill("#prompt", prompt)
+    page.click("#start")
+
+
+def wait_for_text(page, text: str) -> None:
+    page.wait_for_function("expected => document.getElementById('answer').textContent === expected", arg=text)
+
+
+def wait_for_state(page, state: str) -> None:
+    page.wait_for_function("state => document.body.dataset.state === state", arg=state)
+
+
+def answer(page) -> str:
+    return page.text_content("#answer")
+
+
+@pytest.mark.timeout(60)
+def test_page_streams_the_answer_as_text_never_as_html(web, tmp_path):
+    agent = GatedAgent()
+    page, _ = web(agent)
+    prompt = f"Is this safe? {INJECTION}"
+    ask(page, prompt)
+    wait_for_state(page, "done")
+    assert answer(page) == full_answer(prompt)  # the tags are there, as characters
+    assert page.evaluate("window.__pwned") is None  # ... and nothing ran
+    assert page.locator("#answer img, #answer script").count() == 0
+    assert page.text_content("#m-anomalies") == "0"
+    total = len(ui.answer_chunks(prompt))
+    assert page.text_content("#m-chunks") == f"{total}/{total}"
+    page.screenshot(path=str(tmp_path / "05_streaming_ui.png"), full_page=True)
+    assert (tmp_path / "05_streaming_ui.png").stat().st_size > 10_000
+
+
+@pytest.mark.timeout(60)
+def test_pause_holds_the_server_stream_and_resume_delivers_each_chunk_once(web):
+    agent = GatedAgent(gate_at=8)
+    page, _ = web(agent)
+    ask(page)
+    wait_for_text(page, first_chunks(8))  # the agent is parked before chunk 8
+    page.click("#pause")
+    wait_for_state(page, "paused")
+    session = agent.session(page.evaluate("document.body.dataset.session"))
+    agent.gate.set()
+    wait_for_session(session, lambda s: s.held)  # chunk 8 is made, and held by the server
+    assert session.status()["published"] == 8 and answer(page) == first_chunks(8)
+    assert page.is_disabled("#pause") and page.is_enabled("#resume")
+    page.click("#resume")
+    wait_for_state(page, "done")
+    assert answer(page) == full_answer()
+    assert page.text_content("#m-anomalies") == "0"
+
+
+@pytest.mark.timeout(60)
+def test_cancel_stops_the_agent_and_restart_streams_again(web):
+    agent = GatedAgent(gate_at=6)
+    page, _ = web(agent)
+    ask(page)
+    wait_for_text(page, first_chunks(6))
+    first_session = agent.session(page.evaluate("document.body.dataset.session"))
+    page.click("#cancel")
+    wait_for_state(page, "cancelled")
+    assert agent.finally_ran.is_set() and first_session.status()["generator_closed"]
+    assert answer(page) == first_chunks(6)
+    assert page.is_disabled("#pause") and page.is_disabled("#cancel")
+    agent.gate.set()
+    page.click("#restart")
+    wait_for_state(page, "done")
+    assert page.evaluate("document.body.dataset.session") != first_session.id
+    assert answer(page) == full_answer()
+
+
+@pytest.mark.timeout(60)
+def test_dropped_connection_resumes_without_gap_or_duplicate(web):
+    agent = GatedAgent(gate_at=10)
+    page, proxy = web(agent)
+    ask(page)
+    wait_for_text(page, first_chunks(10))
+    proxy.drop()  # the network goes away mid-stream
+    page.wait_for_function("document.getElementById('m-reconnects').textContent === '1'")
+    agent.gate.set()
+    wait_for_state(page, "done")
+    assert answer(page) == full_answer()
+    assert page.text_content("#m-anomalies") == "0"
