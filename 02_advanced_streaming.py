@@ -292,13 +292,14 @@ class BackpressureBuffer:
 async def buffered(source: AsyncIterator[Any], buffer: BackpressureBuffer) -> AsyncIterator[Any]:
     """Run `source` in its own task, filling `buffer`; yield from the buffer.
 
-    The producer task is cancelled when this generator is closed (the client hung up), so it
-    never outlives the stream. Use it inside `contextlib.aclosing(...)`.
+    The producer task is cancelled, and `source` closed, when this generator is closed (the
+    client hung up), so neither outlives the stream. Use it inside `contextlib.aclosing(...)`.
     """
     async def produce() -> None:
         try:
-            async for item in source:
-                await buffer.put(item)
+            async with contextlib.aclosing(source):  # an interrupted `async for` would leave it open
+                async for item in source:
+                    await buffer.put(item)
         except Exception as exc:  # hand the error to the reader, in order
             await buffer.close(exc)
         else:
@@ -350,14 +351,15 @@ class ChunkingAgent(StreamingAgent):
                 await asyncio.sleep(len(piece) / self.chars_per_second)
             yield piece, {}
 
-    async def _paced_from_buffer(self, pieces: list[str]) -> AsyncIterator[tuple[str, dict]]:
-        """A producer that bursts everything at once, a stream that sends at a steady pace."""
-        async def burst() -> AsyncIterator[str]:
-            for piece in pieces:
-                yield piece
+    async def _burst(self, pieces: list[str]) -> AsyncIterator[str]:
+        """A producer with no pacing of its own, like a model that outruns its reader."""
+        for piece in pieces:
+            yield piece
 
+    async def _paced_from_buffer(self, pieces: list[str]) -> AsyncIterator[tuple[str, dict]]:
+        """The fast producer fills a bounded buffer; the stream takes from it at a steady pace."""
         buffer = BackpressureBuffer(self.buffer_size)
-        async with contextlib.aclosing(buffered(burst(), buffer)) as stream:
+        async with contextlib.aclosing(buffered(self._burst(pieces), buffer)) as stream:
             async for piece in stream:
                 if self.paced_chunks_per_second:
                     await asyncio.sleep(1 / self.paced_chunks_per_second)

@@ -1,10 +1,12 @@
 """02_advanced_streaming.py: lossless chunkers, metrics arithmetic, buffers, and the demo as users run it."""
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -181,10 +183,9 @@ def test_closing_the_reader_stops_the_producer():
         stream = demo.buffered(endless(), demo.BackpressureBuffer(2))
         got = [await stream.__anext__() for _ in range(3)]
         await stream.aclose()
-        return got
+        return got, state["closed"]  # asked before asyncio.run's own clean-up cancels leftovers
 
-    assert asyncio.run(take_three()) == ["x"] * 3
-    assert state["closed"]
+    assert asyncio.run(take_three()) == (["x"] * 3, True)
 
 
 # ---------------------------------------------------------------- the agent over HTTP
@@ -213,6 +214,45 @@ def test_bad_strategy_reaches_the_client_as_an_error():
     with serve(demo.ChunkingAgent(0, 0)) as url:
         with pytest.raises(A2AStreamingError, match="unknown strategy 'lines'"):
             asyncio.run(ask(url))
+
+
+class RecordsProducerEnd(demo.ChunkingAgent):
+    """Sets `producer_closed` when its buffered producer is shut down."""
+
+    producer_closed = threading.Event()
+
+    async def _burst(self, pieces):
+        try:
+            async for piece in super()._burst(pieces):
+                yield piece
+        finally:
+            self.producer_closed.set()
+
+
+@pytest.mark.timeout(60)
+def test_client_hang_up_stops_the_buffered_producer():
+    agent = RecordsProducerEnd(0, paced_chunks_per_second=20, buffer_size=4)
+
+    async def read_two_then_leave(url):
+        client = StrictStreamingClient(url, timeout=20)
+        request = demo.request_for("word " * 400, "word", 5, backpressure=True)
+        async with contextlib.aclosing(client.stream_response(request)) as chunks:
+            return [await chunks.__anext__() for _ in range(2)]  # then leave: aclosing hangs up
+
+    with serve(agent) as url:
+        assert len(asyncio.run(read_two_then_leave(url))) == 2
+        assert agent.producer_closed.wait(10), "the producer kept running after the client left"
+        assert _eventually(lambda: agent.live_streams == 0, seconds=10)
+
+
+def _eventually(condition, seconds: float) -> bool:
+    """Wait for condition() with a deadline, checking on a short event wait (not a fixed sleep)."""
+    deadline, tick = time.monotonic() + seconds, threading.Event()
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        tick.wait(0.01)
+    return True
 
 
 class DropsLastChunk(demo.ChunkingAgent):
@@ -305,8 +345,8 @@ def test_serve_then_url_streams_a_users_own_text(tmp_path):
         assert f"Streaming {len(text)} characters" in result.stdout  # CRLF kept: 2 characters each
     finally:
         server.terminate()
-        server.wait(timeout=10)
-    assert library_noise(server.stdout.read() + server.stderr.read()) == []
+        rest_of_stdout, stderr = server.communicate(timeout=10)
+    assert library_noise(rest_of_stdout + stderr) == []
 
 
 def _first_line(process: subprocess.Popen, seconds: float) -> str:
