@@ -15,6 +15,10 @@ Real mode: `--provider openai` (or anthropic, bedrock; repeatable) sends that pr
 the real API through its official SDK (OPENAI_API_KEY, ANTHROPIC_API_KEY, AWS credentials; the
 SDKs honour OPENAI_BASE_URL / ANTHROPIC_BASE_URL). Providers you do not name stay simulated, so
 the failure scenarios still run on them. Credentials alone never switch a run to the network.
+
+Callers steer a request with the A2A message's metadata (all optional): "providers" (the
+fallback order), "faults" (simulated providers only: {"openai": "error_mid_stream"}) and
+"stall_seconds" (may only tighten the server's --stall-seconds).
 """
 from __future__ import annotations
 
@@ -316,8 +320,11 @@ async def real_bedrock_events(prompt: str) -> AsyncIterator[Any]:
     client = boto3.client("bedrock-runtime")
     response = await asyncio.to_thread(client.converse_stream, modelId=MODELS["bedrock"],
                                        messages=[{"role": "user", "content": [{"text": prompt}]}])
-    async for event in each_event(response["stream"]):
-        yield event
+    try:
+        async for event in each_event(response["stream"]):
+            yield event
+    finally:
+        response["stream"].close()  # a hang-up or stall stops the download too
 
 
 SDK_MODULES = {"openai": "openai", "anthropic": "anthropic", "bedrock": "boto3"}
@@ -496,10 +503,10 @@ class Request:
 class LLMBridgeAgent(StreamingAgent):
     """Streams an LLM answer through a transform pipeline, falling back across providers."""
 
-    def __init__(self, real: Iterable[str] = (), pace: Pace = Pace(), stall_seconds: float = 10.0,
+    def __init__(self, real: Iterable[str] = (), pace: Optional[Pace] = None, stall_seconds: float = 10.0,
                  stop_sequences: Iterable[str] = ("\nUser:", "\nHuman:")):
         super().__init__()
-        self.real, self.pace, self.stall_seconds = set(real), pace, stall_seconds
+        self.real, self.pace, self.stall_seconds = set(real), pace or Pace(), stall_seconds
         self.stop_sequences = tuple(stop_sequences)
         for provider in self.real:  # import the SDKs now, so their ~1 s import never counts as a stall
             importlib.import_module(SDK_MODULES[provider])
@@ -595,6 +602,8 @@ async def ask(url: str, scenario: str, **options: Any) -> Outcome:
         print(paint(f"\n[partial answer: the stream ended with an error: {exc}]", "yellow"))
     outcome.seconds = time.monotonic() - started
     print()
+    for attempt in (outcome.summary or {}).get("failed_attempts", []):
+        print(paint(f"  (tried first, failed before any text: {attempt})", "yellow"))
     return outcome
 
 
@@ -605,7 +614,7 @@ def check_clean(outcome: Outcome, provider: str) -> None:
         outcome.problems.append(f"answered by {outcome.summary['provider']}, not {provider}")
     if not outcome.text.strip():
         outcome.problems.append("no text")
-    if SECRET_LEFT.search(outcome.text.replace("[redacted", "")):
+    if SECRET_LEFT.search(outcome.text):
         outcome.problems.append("a secret reached the client")
 
 

@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from conftest import library_noise, load_script, run_script
+from conftest import ROOT, library_noise, load_script, run_script
 from llm_stubs import LLMStub
 
 import streaming_kit
@@ -374,3 +377,20 @@ def test_script_real_mode_uses_the_sdks_against_stubs():
 def test_script_rejects_bad_arguments(args, env, complaint):
     result = run_script(SCRIPT, *args, env=env)
     assert result.returncode == 2 and complaint in result.stderr
+
+
+@pytest.mark.timeout(120)
+def test_serve_and_url_split_across_two_processes():
+    server = subprocess.Popen([sys.executable, str(ROOT / SCRIPT), "--serve", "--port", "0", "--fast"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                              env={**os.environ, "NO_COLOR": "1"})
+    try:
+        first_line = server.stdout.readline()  # the contract: first line names the real address
+        assert first_line.startswith("Serving LLMBridgeAgent at http://127.0.0.1:"), first_line
+        result = run_script(SCRIPT, "--url", first_line.split()[-1], "--fast")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "fallback" in result.stdout and "[redacted key]" in result.stdout
+    finally:
+        server.terminate()
+        _, errors = server.communicate(timeout=20)
+    assert library_noise(errors) == []
