@@ -23,6 +23,7 @@ import contextlib
 import json
 import secrets
 import shutil
+import signal
 import sys
 import textwrap
 import threading
@@ -732,6 +733,7 @@ def serve_web_ui(agent: StreamUIAgent, host: str, port: int) -> int:
 
     KIT CHANGE REQUESTED: serve_until_interrupted(..., extra_lines=[...]) would make this function unnecessary.
     """
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops it like Ctrl-C
     with serve(agent, host, port) as url:
         print(f"Serving {agent.agent_card.name} at {url}", flush=True)
         print(f"Open the web UI: {url}/ui   (Ctrl-C to stop)", flush=True)
@@ -750,7 +752,7 @@ def main(argv=None) -> int:
     pace = args.pace if args.pace is not None else (0.01 if args.fast else 0.08)
     if pace < 0:
         parser.error("--pace must be 0 or more")
-    interactive = sys.stdin.isatty() and sys.stdout.isatty() and not args.scripted
+    interactive = not args.scripted and sys.stdin.isatty() and sys.stdout.isatty()
     if args.serve:
         if not args.verbose:
             quiet()

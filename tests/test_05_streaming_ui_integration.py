@@ -344,8 +344,8 @@ class DroppableProxy:
         self.drop()
 
 
-@pytest.fixture(scope="module")
-def browser():
+@pytest.fixture
+def browser():  # per test: sync Playwright keeps an event loop running, which asyncio.run() elsewhere refuses
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (the browser test must run)")
     from playwright.sync_api import sync_playwright
@@ -402,9 +402,9 @@ def test_page_streams_the_answer_as_text_never_as_html(web, tmp_path):
     prompt = f"Is this safe? {INJECTION}"
     ask(page, prompt)
     wait_for_state(page, "done")
-    assert answer(page) == full_answer(prompt)  # the tags are there, as characters
-    assert page.evaluate("window.__pwned") is None  # ... and nothing ran
+    assert page.evaluate("window.__pwned") is None  # nothing ran ...
     assert page.locator("#answer img, #answer script").count() == 0
+    assert answer(page) == full_answer(prompt)  # ... and the tags are there, as characters
     assert page.text_content("#m-anomalies") == "0"
     total = len(ui.answer_chunks(prompt))
     assert page.text_content("#m-chunks") == f"{total}/{total}"
@@ -462,3 +462,31 @@ def test_dropped_connection_resumes_without_gap_or_duplicate(web):
     wait_for_state(page, "done")
     assert answer(page) == full_answer()
     assert page.text_content("#m-anomalies") == "0"
+
+
+# ---------------------------------------------------------------- --serve and --url
+@pytest.mark.timeout(60)
+def test_serve_prints_the_page_address_and_stops_cleanly_on_sigterm():
+    process = subprocess.Popen([sys.executable, str(ROOT / SCRIPT), "--serve", "--port", "0"], cwd=ROOT,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env={**os.environ, "NO_COLOR": "1"})
+    try:
+        first, second = process.stdout.readline(), process.stdout.readline()
+        match = re.fullmatch(r"Serving Streaming UI demo at (http://127\.0\.0\.1:\d+)\n", first)
+        assert match, first
+        assert second.startswith(f"Open the web UI: {match[1]}/ui")
+        status, page = call(f"{match[1]}/ui")
+        assert status == 200 and 'id="pause"' in page
+    finally:
+        process.terminate()
+        out, err = process.communicate(timeout=20)
+    assert process.returncode == 0 and "Stopped." in out
+    assert library_noise(first + second + out + err) == [] and err == ""
+
+
+@pytest.mark.timeout(60)
+def test_url_runs_the_client_against_a_running_server(capsys):
+    with serve(ui.StoryAgent(pace=0.01)) as url:
+        assert ui.main(["--url", url, "--fast", "--scripted"]) == 0
+    out = capsys.readouterr().out
+    assert "terminal: cancel" in out and "FAIL" not in out
