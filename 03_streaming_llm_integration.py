@@ -236,7 +236,8 @@ def openai_events(model: str, tokens: list[str], prompt_tokens: int) -> tuple[li
              "total_tokens": prompt_tokens + len(tokens)}
     events = ([chunk({"role": "assistant", "content": ""})] + [chunk({"content": t}) for t in tokens]
               + [chunk({}, "stop"), {**chunk({}), "choices": [], "usage": usage}])
-    return events, {"error": {"type": "server_error", "message": "The server had an error while processing your request."}}
+    error = {"error": {"type": "server_error", "message": "The server had an error while processing your request."}}
+    return events, error
 
 
 def anthropic_events(model: str, tokens: list[str], prompt_tokens: int) -> tuple[list, Any]:
@@ -246,7 +247,8 @@ def anthropic_events(model: str, tokens: list[str], prompt_tokens: int) -> tuple
         "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": prompt_tokens, "output_tokens": 1}}}
     events = ([start, {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
                {"type": "ping"}]
-              + [{"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": t}} for t in tokens]
+              + [{"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": t}}
+                 for t in tokens]
               + [{"type": "content_block_stop", "index": 0},
                  {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
                   "usage": {"output_tokens": len(tokens)}},
@@ -688,7 +690,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             if reason := missing_credentials(provider):
                 parser.error(f"--provider {provider}: {reason}")
     pace = Pace(0, 0) if args.fast else Pace()
-    short_stall = min(args.stall_seconds, 0.5 if args.fast else 2.0)
+    short_stall = min(args.stall_seconds, 1.0 if args.fast else 2.0)
     return run_demo(args, lambda: LLMBridgeAgent(args.provider, pace, args.stall_seconds), make_client(short_stall))
 
 

@@ -63,7 +63,7 @@ def test_openai_usage_comes_from_the_usage_only_final_chunk():
 
 def test_anthropic_adapter_streams_only_text_deltas():
     noise = [{"type": "ping"},
-             {"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": "{\"a\""}},
+             {"type": "content_block_delta", "index": 1, "delta": {"type": "input_json_delta", "partial_json": '{"a'}},
              {"type": "content_block_delta", "index": 2, "delta": {"type": "thinking_delta", "thinking": "hmm"}}]
     events = RECORDED["anthropic"][:3] + noise + RECORDED["anthropic"][3:]
     assert collect(bridge.anthropic_text, events)[0] == "Hello, world!"
@@ -243,7 +243,7 @@ def test_default_pipeline_redacts_cuts_and_tidies_in_one_pass():
 def ask(url: str, **options) -> tuple[str, dict | None, Exception | None]:
     """The text, summary and error a strict client sees for one request."""
     message = text_message(bridge.PROMPT)
-    message.metadata = Metadata(custom_fields={"stall_seconds": 0.5, **options})
+    message.metadata = Metadata(custom_fields=options)
     text, summary, error = "", None, None
 
     async def go():
@@ -271,7 +271,7 @@ def agent_url():
 def test_fallback_gives_the_answer_once_with_no_text_from_failed_providers(agent_url):
     clean, _, _ = ask(agent_url, providers=["bedrock"])
     text, summary, error = ask(agent_url, providers=["openai", "anthropic", "bedrock"],
-                               faults={"openai": "error_before_first_token", "anthropic": "stall"})
+                               faults={"openai": "error_before_first_token", "anthropic": "stall"}, stall_seconds=1)
     assert error is None and text == clean
     assert summary["provider"] == "bedrock"
     assert [a.split(":")[0] for a in summary["failed_attempts"]] == ["openai", "anthropic"]
@@ -292,7 +292,7 @@ def test_mid_stream_failure_ends_with_an_error_and_a_strict_prefix(agent_url, pr
 @pytest.mark.timeout(30)
 def test_all_providers_failing_is_an_error_naming_each(agent_url):
     text, _, error = ask(agent_url, providers=["openai", "bedrock"],
-                         faults={"openai": "stall", "bedrock": "error_before_first_token"})
+                         faults={"openai": "stall", "bedrock": "error_before_first_token"}, stall_seconds=1)
     assert text == "" and "no provider answered" in str(error)
     assert "openai" in str(error) and "throttlingException" in str(error)
 
