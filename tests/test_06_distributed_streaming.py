@@ -77,22 +77,29 @@ def test_fast_run_passes_every_check_and_leaves_no_process(tmp_path):
     assert wait_gone(pids) == [], "orphan replica processes"
 
 
+def default_signals() -> None:
+    """A shell's background job inherits SIGINT ignored; a user's Ctrl-C is not ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.timeout(60)
-def test_ctrl_c_stops_every_replica():
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_interrupt_stops_every_replica(stop_signal):
     env = {**os.environ, "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"}
     script = subprocess.Popen([sys.executable, str(ROOT / SCRIPT)], cwd=ROOT, env=env, text=True,
-                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              preexec_fn=default_signals)
     lines = []
     while "== single" not in "".join(lines):  # replicas are up once the first mode starts
         ready, _, _ = select.select([script.stdout], [], [], 30)
         assert ready, "the demo did not start"
         lines.append(script.stdout.readline())
-    script.send_signal(signal.SIGINT)
+    script.send_signal(stop_signal)
     out, err = script.communicate(timeout=30)
     pids = [int(p) for p in re.findall(r"pid (\d+)", "".join(lines))]
-    assert script.returncode == 130 and len(pids) == 3
-    assert wait_gone(pids) == [], "Ctrl-C left replica processes behind"
-    assert "Traceback" not in err
+    assert script.returncode == 130 and len(pids) == 3, "".join(lines) + out + err
+    assert wait_gone(pids) == [], "the interrupted demo left replica processes behind"
+    assert "Traceback" not in err and "ignored SIGTERM" not in err
 
 
 def test_bad_arguments_exit_2(capsys):
