@@ -117,12 +117,14 @@ def _size_cut(text: str, start: int, budget: int) -> int:
     limit = start + budget
     if limit >= len(text):
         return len(text)
-    safe = [i for i in range(limit, start, -1) if _can_cut(text, i)]
-    word_starts = [i for i in safe if text[i - 1].isspace() and not text[i].isspace()]
-    if word_starts:
-        return word_starts[0]
-    if safe:
-        return safe[0]
+    latest_safe = None
+    for i in range(limit, start, -1):  # from the budget backwards to the last word start
+        if _can_cut(text, i):
+            if text[i - 1].isspace() and not text[i].isspace():
+                return i
+            latest_safe = latest_safe or i
+    if latest_safe:  # no word start within the budget: cut the word, but not a character
+        return latest_safe
     # One "character" longer than the budget (say, a long emoji sequence): keep it whole.
     return next((i for i in range(limit + 1, len(text)) if _can_cut(text, i)), len(text))
 
@@ -603,6 +605,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--report", type=Path, metavar="FILE.json", help="write every figure as JSON")
     parser.add_argument("--plot", type=Path, metavar="FILE.png", help="draw the comparison (needs matplotlib)")
     args = parser.parse_args(argv)
+    if args.serve and (args.report or args.plot):
+        parser.error("--report and --plot describe a client run: drop --serve, or use them with --url")
     if args.plot and matplotlib_missing():
         parser.error(matplotlib_missing())
     text = SAMPLE_TEXT

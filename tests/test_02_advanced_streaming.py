@@ -321,7 +321,8 @@ def test_plot_with_matplotlib_draws_a_png(tmp_path):
 
 @pytest.mark.parametrize("args, message", [(["--chunk-size", "0"], "positive number"),
                                            (["--text", "/nonexistent/file.txt"], "cannot read --text"),
-                                           (["--url", "localhost:1"], "expected http://")])
+                                           (["--url", "localhost:1"], "expected http://"),
+                                           (["--serve", "--report", "x.json"], "drop --serve")])
 def test_bad_arguments_exit_2_with_a_clear_message(args, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         demo.main(args)
