@@ -90,7 +90,7 @@ class ProviderRun:
     first_token: Optional[float] = None
     ended: Optional[float] = None
 
-    def finish(self, raw_stop_reason: Optional[str]) -> None:
+    def record_stop(self, raw_stop_reason: Optional[str]) -> None:
         if raw_stop_reason:
             self.raw_stop_reason = str(raw_stop_reason)
 
@@ -145,7 +145,7 @@ async def openai_text(chunks: Any, run: ProviderRun) -> AsyncIterator[str]:
             if text := field_of(field_of(choice, "delta"), "content"):
                 run.text_events += 1
                 yield text
-            run.finish(field_of(choice, "finish_reason"))
+            run.record_stop(field_of(choice, "finish_reason"))
     if not run.raw_stop_reason:
         raise ProviderError("OpenAI stream ended without a finish_reason: it was cut off")
 
@@ -164,7 +164,7 @@ async def anthropic_text(events: Any, run: ProviderRun) -> AsyncIterator[str]:
                 run.text_events += 1
                 yield field_of(delta, "text")
         elif kind == "message_delta":
-            run.finish(field_of(field_of(event, "delta"), "stop_reason"))
+            run.record_stop(field_of(field_of(event, "delta"), "stop_reason"))
             run.output_tokens = field_of(field_of(event, "usage"), "output_tokens", run.output_tokens)
         elif kind == "message_stop":
             finished = True
@@ -188,7 +188,7 @@ async def bedrock_text(events: Any, run: ProviderRun) -> AsyncIterator[str]:
                     run.text_events += 1
                     yield text
             elif kind == "messageStop":
-                run.finish(field_of(body, "stopReason"))
+                run.record_stop(field_of(body, "stopReason"))
                 finished = True
             elif kind == "metadata":  # arrives after messageStop
                 usage = field_of(body, "usage")
@@ -490,15 +490,19 @@ class Request:
 
     @classmethod
     def from_message(cls, message: Message, server_stall_seconds: float) -> "Request":
+        """Validate the options; a ValueError here reaches the caller as the stream's error event."""
         options = message.metadata.custom_fields if message.metadata else {}
-        providers = list(options.get("providers") or PROVIDERS)
-        faults = dict(options.get("faults") or {})
-        unknown = [p for p in providers + list(faults) if p not in PROVIDERS]
-        if unknown:
+        providers, faults = options.get("providers") or list(PROVIDERS), options.get("faults") or {}
+        stall = options.get("stall_seconds") or server_stall_seconds
+        if not isinstance(providers, list) or not isinstance(faults, dict):
+            raise ValueError('"providers" must be a list of names and "faults" an object')
+        if unknown := [p for p in providers + list(faults) if p not in PROVIDERS]:
             raise ValueError(f"unknown provider {unknown[0]!r}; choose from {', '.join(PROVIDERS)}")
         if bad := [f for f in faults.values() if f not in FAULTS]:
             raise ValueError(f"unknown fault {bad[0]!r}; choose from {', '.join(FAULTS)}")
-        stall = min(float(options.get("stall_seconds") or server_stall_seconds), server_stall_seconds)
+        if not isinstance(stall, (int, float)) or stall <= 0:
+            raise ValueError('"stall_seconds" must be a positive number')
+        stall = min(stall, server_stall_seconds)
         return cls(providers, faults, stall)
 
 

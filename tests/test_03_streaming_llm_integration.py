@@ -299,7 +299,8 @@ def test_all_providers_failing_is_an_error_naming_each(agent_url):
 
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("options, complaint", [
-    ({"providers": ["mistral"]}, "unknown provider"), ({"faults": {"openai": "explode"}}, "unknown fault")])
+    ({"providers": ["mistral"]}, "unknown provider"), ({"faults": {"openai": "explode"}}, "unknown fault"),
+    ({"providers": "openai"}, "must be a list"), ({"stall_seconds": -1}, "positive number")])
 def test_bad_request_options_are_an_error_event(agent_url, options, complaint):
     _, _, error = ask(agent_url, **options)
     assert complaint in str(error)
