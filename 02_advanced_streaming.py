@@ -377,13 +377,14 @@ class Run:
     strategy: str
     sent: str
     expected_chunks: int
-    pieces: list[str]
-    indices: list[int]
-    client: StreamMetrics
-    server: StreamMetrics
-    display_updates: int = 0
+    pieces: list[str] = dataclasses.field(default_factory=list)
+    indices: list[int] = dataclasses.field(default_factory=list)
+    client: StreamMetrics = dataclasses.field(default_factory=StreamMetrics)  # clock starts now
+    server: StreamMetrics = dataclasses.field(default_factory=StreamMetrics)
+    display_updates: int = 0  # redraws a word-buffered UI would make
+    shown_chars: int = 0
     half_words_shown: int = 0
-    buffer: Optional[dict] = None
+    buffer: Optional[dict] = None  # the server's BackpressureBuffer figures, if it used one
 
     @property
     def received(self) -> str:
@@ -419,28 +420,33 @@ def mid_word(text: str, position: int) -> bool:
 async def stream_once(client: StrictStreamingClient, text: str, strategy: str, chunk_size: int,
                       backpressure: bool = False) -> Run:
     """Stream `text` with one strategy; measure arrivals and what a word-buffered UI would show."""
-    run = Run(strategy, text, len(chunker(strategy, chunk_size)(text)), [], [], StreamMetrics(), StreamMetrics())
-    display, shown = DisplayBuffer("word"), 0
+    run = Run(strategy, text, expected_chunks=len(chunker(strategy, chunk_size)(text)))
+    display = DisplayBuffer("word")
     async for chunk in client.stream_response(request_for(text, strategy, chunk_size, backpressure)):
         piece = chunk_text(chunk)
         run.client.record(piece)
         run.pieces.append(piece)
         run.indices.append(chunk.get("index"))
         content = chunk.get("content")
-        if isinstance(content, dict) and "yielded_at" in content:
+        if isinstance(content, dict) and "yielded_at" in content:  # the server's own clock
             run.server.record(piece, at=content["yielded_at"])
             run.buffer = content.get("buffer", run.buffer)
-        forced_before = display.forced_releases
-        ready = display.feed(piece)
-        if ready:
-            shown += len(ready)
-            run.display_updates += 1
-            if mid_word(text, shown) and display.forced_releases == forced_before:
-                run.half_words_shown += 1
+        draw(run, display, piece)
     run.client.finish()
     if display.flush():
         run.display_updates += 1
     return run
+
+
+def draw(run: Run, display: DisplayBuffer, piece: str) -> None:
+    """What a word-buffered UI would draw for this piece: count the redraw, and any half word."""
+    forced_before = display.forced_releases
+    ready = display.feed(piece)
+    if ready:
+        run.shown_chars += len(ready)
+        run.display_updates += 1
+        if mid_word(run.sent, run.shown_chars) and display.forced_releases == forced_before:
+            run.half_words_shown += 1
 
 
 def timeline(run: Run, span: float, width: int = 50) -> str:

@@ -119,6 +119,18 @@ def test_display_buffer_is_lossless_and_shows_whole_units(text, cuts, unit):
     assert all(boundary(update[-1]) for update in shown if update)
 
 
+@pytest.mark.parametrize("holds, half_words", [(True, 0), (False, 1)])
+def test_draw_catches_a_display_that_shows_half_a_word(holds, half_words):
+    class ShowsAtOnce(demo.DisplayBuffer):  # the defect: no buffering at all
+        def _last_break(self):
+            return len(self.pending)
+
+    run, display = demo.Run("token", "streaming text", 3), demo.DisplayBuffer() if holds else ShowsAtOnce()
+    for piece in ["stre", "aming ", "text"]:
+        demo.draw(run, display, piece)
+    assert run.half_words_shown == half_words
+
+
 def test_display_buffer_releases_an_overlong_run():
     display = demo.DisplayBuffer("word", max_hold=5)
     assert display.feed("abc") == ""
@@ -274,8 +286,7 @@ def test_verification_fails_when_a_chunk_is_lost(capsys):
 
 
 def test_run_problems_name_each_defect():
-    run = demo.Run("word", "ab cd", 2, ["ab ", "c"], [0, 2], demo.StreamMetrics(), demo.StreamMetrics(),
-                   half_words_shown=1)
+    run = demo.Run("word", "ab cd", 2, pieces=["ab ", "c"], indices=[0, 2], half_words_shown=1)
     assert run.problems() == ["received text differs from sent text", "chunk indices out of order",
                               "display showed 1 half words"]
 
@@ -313,8 +324,8 @@ def test_plot_without_matplotlib_says_how_to_get_it(monkeypatch, capsys):
 @pytest.mark.timeout(60)
 def test_plot_with_matplotlib_draws_a_png(tmp_path):
     pytest.importorskip("matplotlib")
-    runs = [demo.Run(name, "ab", 1, ["ab"], [0], demo.StreamMetrics(times=[0.01, 0.02], sizes=[1, 1]),
-                     demo.StreamMetrics()) for name in demo.STRATEGIES]
+    runs = [demo.Run(name, "ab", 1, ["ab"], [0], demo.StreamMetrics(times=[0.01, 0.02], sizes=[1, 1]))
+            for name in demo.STRATEGIES]
     demo.plot(runs, tmp_path / "chart.png")
     assert (tmp_path / "chart.png").read_bytes().startswith(b"\x89PNG")
 
