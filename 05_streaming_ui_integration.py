@@ -72,9 +72,10 @@ class StreamSession:
         self.watchers = 0
         self.last_watched = time.monotonic()
         self.changed = threading.Condition()  # guards all the fields above; notified on any change
+        self._cancelling = False
         self._loop = asyncio.new_event_loop()
         self._resumed = asyncio.Event()
-        self._task: Optional[asyncio.Task] = None
+        self._task = self._loop.create_task(self._produce())  # runs once start() starts the thread
         self._thread = threading.Thread(target=self._run, name=f"session {self.id}", daemon=True)
 
     def start(self) -> "StreamSession":
@@ -82,7 +83,6 @@ class StreamSession:
         return self
 
     def _run(self) -> None:
-        self._task = self._loop.create_task(self._produce())
         self._loop.run_until_complete(self._task)
         self._loop.close()
 
@@ -102,7 +102,11 @@ class StreamSession:
             outcome, error = "error", f"{type(exc).__name__}: {exc}"
         finally:
             watchdog.cancel()
-            await agen.aclose()  # runs the agent's finally blocks (a no-op if it already finished)
+            await asyncio.gather(watchdog, return_exceptions=True)  # let it finish before the loop closes
+            try:
+                await agen.aclose()  # runs the agent's finally blocks (a no-op if it already finished)
+            except Exception as exc:
+                outcome, error = "error", f"the agent's cleanup failed: {type(exc).__name__}: {exc}"
             self._finish(outcome, error)
 
     async def _close_when_abandoned(self) -> None:
@@ -113,8 +117,7 @@ class StreamSession:
             with self.changed:
                 abandoned = self.watchers == 0 and time.monotonic() - self.last_watched > limit
             if abandoned:
-                self.error = f"nobody watched for {limit:g} s"
-                self._task.cancel()
+                self.cancel(f"nobody watched for {limit:g} s")
                 return
 
     def _publish(self, text: str) -> bool:
@@ -143,8 +146,9 @@ class StreamSession:
     def cancel(self, reason: Optional[str] = None) -> None:
         with self.changed:
             self._refuse_if_finished()
-            self.error = reason
-            self._loop.call_soon_threadsafe(self._task.cancel)  # under the lock: the loop is still open
+            if not self._cancelling:  # only once: a second cancel would interrupt the cleanup
+                self._cancelling, self.error = True, reason
+                self._loop.call_soon_threadsafe(self._task.cancel)  # under the lock: the loop is still open
 
     def _set_state(self, state: str) -> None:
         with self.changed:  # re-entrant: resume() already holds it
@@ -287,12 +291,12 @@ class StreamUIAgent(StreamingAgent):
         session = self.session(sid)
         if session is None:
             return _no_such_session(sid)
-        last_id = request.headers.get("Last-Event-ID", "-1").strip() or "-1"
-        if not last_id.lstrip("-").isdigit():
+        last_id = request.headers.get("Last-Event-ID", "").strip()  # set by EventSource on reconnect
+        if last_id and not last_id.isdigit():
             return jsonify({"error": "Last-Event-ID must be a chunk index"}), 400
+        next_index = int(last_id) + 1 if last_id else 0
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-        return Response(self._session_events(session, int(last_id) + 1), mimetype="text/event-stream",
-                        headers=headers)
+        return Response(self._session_events(session, next_index), mimetype="text/event-stream", headers=headers)
 
     def _session_events(self, session: StreamSession, next_index: int):
         """Everything after the client's last event: log replay first, then live chunks as they come."""
@@ -706,6 +710,23 @@ async def check_a2a_stream(url: str, prompt: str) -> StreamReport:
 
 # ---------------------------------------------------------------- putting it together
 async def run_session(url: str, interactive: bool, hold: float) -> int:
+    """The terminal session (keys or scripted), then the web self-check, then the summary."""
+    try:
+        reports = await run_reports(url, interactive, hold)
+    except (aiohttp.ClientError, RuntimeError, ValueError) as exc:
+        print(paint(f"error: {url}: {type(exc).__name__}: {exc}", "red"), file=sys.stderr)
+        return 1
+    print()
+    print_table(["stream", "chunks", "chars", "first chunk", "total", "outcome", "verdict"],
+                [r.row() for r in reports])
+    failed = [f"{r.name}: {label}" for r in reports for label, ok in r.checks if not ok]
+    for line in failed:
+        print(paint(f"  failed: {line}", "red"))
+    print(paint(f"\nOpen the web UI yourself: python {Path(__file__).name} --serve", "cyan"))
+    return 1 if failed else 0
+
+
+async def run_reports(url: str, interactive: bool, hold: float) -> list[StreamReport]:
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
     async with aiohttp.ClientSession(timeout=timeout) as http:
         api = SessionAPI(http, url)
@@ -718,14 +739,7 @@ async def run_session(url: str, interactive: bool, hold: float) -> int:
         reports += await asyncio.gather(check_page(http, url), check_full_stream(api, PROMPT),
                                         check_reconnect(api, PROMPT), check_controls(api, PROMPT),
                                         check_a2a_stream(url, PROMPT))
-    print()
-    print_table(["stream", "chunks", "chars", "first chunk", "total", "outcome", "verdict"],
-                [r.row() for r in reports])
-    failed = [f"{r.name}: {label}" for r in reports for label, ok in r.checks if not ok]
-    for line in failed:
-        print(paint(f"  failed: {line}", "red"))
-    print(paint(f"\nOpen the web UI yourself: python {Path(__file__).name} --serve", "cyan"))
-    return 1 if failed else 0
+    return reports
 
 
 def serve_web_ui(agent: StreamUIAgent, host: str, port: int) -> int:
@@ -746,7 +760,8 @@ def serve_web_ui(agent: StreamUIAgent, host: str, port: int) -> int:
 
 def main(argv=None) -> int:
     parser = demo_parser("Terminal and web UIs for a stream: pause, resume, cancel, reconnect.", DEFAULT_PORT)
-    parser.add_argument("--pace", type=float, help="seconds per chunk (default 0.08, 0.01 with --fast)")
+    parser.add_argument("--pace", type=float, help="seconds per chunk (default 0.08; --fast: 0.01, as an answer with no pace at "
+                             "all is over before anyone can press pause)")
     parser.add_argument("--scripted", action="store_true", help="play the scripted session even in a terminal")
     args = parser.parse_args(argv)
     pace = args.pace if args.pace is not None else (0.01 if args.fast else 0.08)
