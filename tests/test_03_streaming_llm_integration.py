@@ -315,6 +315,14 @@ def test_non_streaming_answer_is_the_joined_stream_without_the_summary(agent_url
 
 
 @pytest.mark.timeout(30)
+def test_stop_sequence_ends_the_answer_and_is_reported_as_the_stop_reason():
+    with serve(bridge.LLMBridgeAgent(pace=bridge.Pace(0, 0), stop_sequences=[" was rotated"])) as url:
+        text, summary, error = ask(url, providers=["anthropic"])
+    assert error is None and text.endswith("the old key [redacted key]")
+    assert summary["stop_reason"] == "stop_sequence"
+
+
+@pytest.mark.timeout(30)
 def test_client_hang_up_closes_the_provider_stream(monkeypatch):
     closed = threading.Event()
 
