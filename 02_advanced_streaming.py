@@ -605,9 +605,9 @@ def _chunk_size(value: str) -> int:
 def main(argv: Optional[list[str]] = None) -> int:
     parser = demo_parser("Chunking strategies, streaming metrics, buffering: one text, every strategy.",
                          DEFAULT_PORT)
-    parser.add_argument("--chunk-size", type=_chunk_size, default=DEFAULT_CHUNK_SIZE,
+    parser.add_argument("--chunk-size", type=_chunk_size, default=DEFAULT_CHUNK_SIZE, metavar="N",
                         help=f"character budget of the 'size' strategy (default {DEFAULT_CHUNK_SIZE})")
-    parser.add_argument("--text", type=Path, help="stream this UTF-8 file instead of the built-in text")
+    parser.add_argument("--text", type=Path, metavar="FILE", help="stream this UTF-8 file instead of the built-in text")
     parser.add_argument("--report", type=Path, metavar="FILE.json", help="write every figure as JSON")
     parser.add_argument("--plot", type=Path, metavar="FILE.png", help="draw the comparison (needs matplotlib)")
     args = parser.parse_args(argv)
