@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import secrets
 import shutil
 import signal
@@ -50,6 +51,10 @@ KEYS = {"p": "pause", "r": "resume", "c": "cancel"}
 # ---------------------------------------------------------------- the server side
 class SessionFinished(Exception):
     """A control (pause, resume, cancel) arrived after the stream had already ended."""
+
+
+class TooManyStreams(Exception):
+    """max_live_sessions streams are running already; the page asks the person to cancel one."""
 
 
 class StreamSession:
@@ -238,7 +243,7 @@ class StreamUIAgent(StreamingAgent):
         with self._sessions_lock:
             live = [s for s in self._sessions.values() if s.state not in FINAL_STATES]
             if len(live) >= self.max_live_sessions:
-                raise SessionFinished(f"{len(live)} streams are already live; cancel one first")
+                raise TooManyStreams(f"{len(live)} streams are already live; cancel one first")
             self._forget_old_sessions()
             session = StreamSession(self, prompt)
             self._sessions[session.id] = session
@@ -267,7 +272,7 @@ class StreamUIAgent(StreamingAgent):
             return jsonify({"error": f"prompt over {self.max_prompt_chars} characters"}), 400
         try:
             session = self.start_session(prompt)
-        except SessionFinished as exc:
+        except TooManyStreams as exc:
             return jsonify({"error": str(exc)}), 429
         return jsonify({**session.status(), "events": f"/ui/sessions/{session.id}/events"}), 201
 
@@ -539,7 +544,6 @@ class KeyPresses:
         return self
 
     def _read(self) -> None:
-        import os
         for key in os.read(self.fd, 32).decode(errors="ignore"):
             self.keys.put_nowait(key.lower())
 
@@ -767,7 +771,7 @@ def main(argv=None) -> int:
     pace = args.pace if args.pace is not None else (0.01 if args.fast else 0.08)
     if pace < 0:
         parser.error("--pace must be 0 or more")
-    interactive = not args.scripted and sys.stdin.isatty() and sys.stdout.isatty()
+    interactive = not args.scripted and os.name == "posix" and sys.stdin.isatty() and sys.stdout.isatty()
     if args.serve:
         if not args.verbose:
             quiet()
