@@ -86,6 +86,10 @@ def create_wsgi_app(fast: bool = False):
 
 
 # ---------------------------------------------------------------- replica processes
+class ReplicaStartError(RuntimeError):
+    """A replica process exited or stayed silent instead of printing its address."""
+
+
 class ReplicaProcess:
     """One replica: `python <this script> --serve --port P` in its own OS process."""
 
@@ -110,7 +114,7 @@ class ReplicaProcess:
         line = self.process.stdout.readline() if ready else ""
         if " at http://" not in line:
             self.stop()
-            raise RuntimeError(f"replica pid {self.pid} did not start: {line.strip() or 'no output'}")
+            raise ReplicaStartError(f"replica pid {self.pid} did not start: {line.strip() or 'no output'}")
         self.url = line.rsplit(" at ", 1)[1].strip()
         return self.url
 
@@ -532,9 +536,9 @@ async def run_modes(balancer: Balancer, modes: list[str], prompt: str, source_ti
         elif mode == "aggregate":
             await balancer.check_health()
             checks += await run_aggregate(balancer, prompt, source_timeout)
-        elif owns_processes:
+        elif mode == "failover" and owns_processes:
             checks += await run_failover(balancer, prompt)
-        else:
+        elif mode == "failover":
             print("\n  (skipping failover: it kills a replica, so it needs replicas this script started)")
     await balancer.check_health()
     return checks
@@ -581,6 +585,12 @@ def _terminate(*_) -> None:
     raise KeyboardInterrupt  # so `finally` stops the replica processes on SIGTERM too
 
 
+def run_with(replicas: list[Replica], modes: list[str], args: argparse.Namespace) -> int:
+    balancer = Balancer(replicas)
+    checks = asyncio.run(run_modes(balancer, modes, "Describe the harbor at dawn", args.source_timeout))
+    return report(balancer, checks, args.report)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -596,7 +606,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return serve_until_interrupted(ReplicaAgent(FAST_CHUNK_DELAY if args.fast else CHUNK_DELAY),
                                        args.host, args.port)
     modes = list(MODES) if args.mode == "all" else [args.mode]
-    signal.signal(signal.SIGTERM, _terminate)
+    previous_handler = signal.signal(signal.SIGTERM, _terminate)
     try:
         if args.url:
             replicas = [Replica(f"replica-{i + 1}", url) for i, url in enumerate(args.url)]
@@ -607,17 +617,13 @@ def main(argv: Optional[list[str]] = None) -> int:
             for replica in replicas:
                 print(f"  {replica.name}: pid {replica.process.pid} at {replica.url}")
             return run_with(replicas, modes, args)
-    except (A2AError, RuntimeError) as exc:
+    except (A2AError, ReplicaStartError) as exc:
         print(paint(f"error: {exc}", "red"), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
-
-
-def run_with(replicas: list[Replica], modes: list[str], args: argparse.Namespace) -> int:
-    balancer = Balancer(replicas)
-    checks = asyncio.run(run_modes(balancer, modes, "Describe the harbor at dawn", args.source_timeout))
-    return report(balancer, checks, args.report)
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
 
 
 if __name__ == "__main__":

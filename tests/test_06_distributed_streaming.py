@@ -41,14 +41,35 @@ def wait_gone(pids, seconds: float = 10) -> list[int]:
     return alive
 
 
-@pytest.fixture
-def replicas():
-    """Fresh replica processes (fast pacing) as balancer Replicas; every process reaped afterwards."""
-    with demo.replica_processes(3, fast=True) as processes:
-        yield [demo.Replica(f"replica-{i + 1}", p.url, p) for i, p in enumerate(processes)]
-    pids = [p.pid for p in processes]
+def as_replicas(processes) -> list:
+    """Balancer entries with zeroed metrics over running replica processes."""
+    return [demo.Replica(f"replica-{i + 1}", p.url, p) for i, p in enumerate(processes)]
+
+
+def assert_reaped(processes) -> None:
     assert all(p.process.poll() is not None for p in processes)
-    assert wait_gone(pids, seconds=0) == [], "replica processes left running"
+    assert wait_gone([p.pid for p in processes], seconds=0) == [], "replica processes left running"
+
+
+@pytest.fixture(scope="module")
+def shared_processes():
+    """Three replica processes (fast pacing) for the tests that leave them intact."""
+    with demo.replica_processes(3, fast=True) as processes:
+        yield processes
+    assert_reaped(processes)
+
+
+@pytest.fixture
+def replicas(shared_processes):
+    return as_replicas(shared_processes)
+
+
+@pytest.fixture
+def fresh_replicas():
+    """Two replica processes of the test's own: it kills or freezes one of them."""
+    with demo.replica_processes(2, fast=True) as processes:
+        yield as_replicas(processes)
+    assert_reaped(processes)
 
 
 def quiet_balancer(replicas, strategy="round-robin") -> "demo.Balancer":
@@ -144,9 +165,9 @@ def test_least_active_avoids_the_busy_replica(replicas):
 
 
 @pytest.mark.timeout(60)
-def test_dead_replica_is_skipped_then_back_after_restart(replicas):
-    balancer = quiet_balancer(replicas)
-    dead = replicas[1]
+def test_dead_replica_is_skipped_then_back_after_restart(fresh_replicas):
+    balancer = quiet_balancer(fresh_replicas)
+    dead = fresh_replicas[1]
     dead.process.kill()
 
     async def scenario():
@@ -154,12 +175,12 @@ def test_dead_replica_is_skipped_then_back_after_restart(replicas):
         during = await demo.spread(balancer, "hi", 4)
         await asyncio.to_thread(dead.process.restart)
         await balancer.check_health()
-        after = await demo.spread(balancer, "hi", 3)
+        after = await demo.spread(balancer, "hi", 2)
         return during, after
 
     during, after = asyncio.run(scenario())
     assert all(r.served_by[0] != "replica-2" and r.complete for r in during)
-    assert dead.healthy and sorted(r.served_by[0] for r in after) == ["replica-1", "replica-2", "replica-3"]
+    assert dead.healthy and sorted(r.served_by[0] for r in after) == ["replica-1", "replica-2"]
 
 
 @pytest.mark.timeout(60)
@@ -179,20 +200,20 @@ def test_aggregation_gets_every_source_concurrently_each_in_order(replicas):
 
 
 @pytest.mark.timeout(60)
-def test_stuck_source_is_cut_by_its_timeout_without_stalling_others(replicas):
-    balancer = quiet_balancer(replicas)
-    stuck = replicas[2]
+def test_stuck_source_is_cut_by_its_timeout_without_stalling_others(fresh_replicas):
+    balancer = quiet_balancer(fresh_replicas)
+    stuck = fresh_replicas[1]
 
-    def freeze_third(replica, chunk):
+    def freeze_second(replica, chunk):
         if replica is stuck and chunk["index"] == 1:
             stuck.process.freeze()
 
     try:
-        parts = asyncio.run(demo.fan_out(balancer, replicas, "topic", 1.0, freeze_third))
+        parts = asyncio.run(demo.fan_out(balancer, fresh_replicas, "topic", 1.0, freeze_second))
     finally:
         stuck.process.thaw()
-    assert [parts[r.name][0].complete for r in replicas] == [True, True, False]
-    assert parts["replica-3"][0].indices == [0, 1] and "no data" in parts["replica-3"][1]
+    assert [parts[r.name][0].complete for r in fresh_replicas] == [True, False]
+    assert parts["replica-2"][0].indices == [0, 1] and "no data" in parts["replica-2"][1]
     assert [c.ok for c in demo.aggregate_checks(parts, stuck)] == [True, True]
 
 
@@ -212,8 +233,8 @@ def failover_run(replicas, prompt="failover please"):
 
 
 @pytest.mark.timeout(60)
-def test_failover_after_a_real_kill_loses_and_duplicates_nothing(replicas):
-    result, reference, killed = failover_run(replicas)
+def test_failover_after_a_real_kill_loses_and_duplicates_nothing(fresh_replicas):
+    result, reference, killed = failover_run(fresh_replicas)
     assert killed and is_gone(killed[0])
     assert result.served_by == ["replica-1", "replica-2"] and result.failovers[0][1] >= demo.KILL_AFTER_CHUNK
     assert result.indices == list(range(demo.CHUNKS)) and result.text == reference.text
@@ -223,7 +244,7 @@ def test_failover_after_a_real_kill_loses_and_duplicates_nothing(replicas):
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("defect, symptom", [(lambda held: None, "duplicated"), (lambda held: held + 1, "lost")],
                          ids=["resume-from-0", "resume-one-too-far"])
-def test_failover_check_fails_on_a_wrong_resume_point(replicas, monkeypatch, defect, symptom):
+def test_failover_check_fails_on_a_wrong_resume_point(fresh_replicas, monkeypatch, defect, symptom):
     honest_stream = demo.Balancer.stream
 
     def broken_resume(self, replica, prompt, after_index=None, **kwargs):
@@ -231,7 +252,7 @@ def test_failover_check_fails_on_a_wrong_resume_point(replicas, monkeypatch, def
         return honest_stream(self, replica, prompt, after_index=wrong, **kwargs)
 
     monkeypatch.setattr(demo.Balancer, "stream", broken_resume)
-    result, reference, killed = failover_run(replicas)
+    result, reference, killed = failover_run(fresh_replicas)
     assert getattr(result, symptom) > 0
     assert [c.ok for c in demo.failover_checks(result, reference, killed)] == [True, False]
 
