@@ -494,16 +494,26 @@ async def run_failover(balancer: Balancer, prompt: str) -> list[Check]:
     reference = await stream_with_failover(balancer, prompt)
     print(f"  reference run on {reference.served_by[0]}: {len(reference.indices)} chunks")
     killed: list[Replica] = []
+    kill_time: list[float] = []
 
     def kill_mid_stream(replica: Replica, chunk: dict) -> None:
         tag(replica, chunk)
+        if killed and len(kill_time) == 1:
+            kill_time.append(time.perf_counter())  # the first chunk after the kill
         if chunk["index"] == KILL_AFTER_CHUNK and not killed:
             replica.process.kill()
             killed.append(replica)
+            kill_time.append(time.perf_counter())
             print(paint(f"  killed {replica.name} (pid {replica.process.pid}, SIGKILL)", "red"))
 
     result = await stream_with_failover(balancer, prompt, on_chunk=kill_mid_stream)
-    return failover_checks(result, reference, killed)
+    checks = failover_checks(result, reference, killed)
+    if len(kill_time) == 2:
+        # The new replica re-runs the agent from the start and skips what the client holds,
+        # so this includes the agent's time for chunks 0..k again (cheap here, not for an LLM).
+        print(f"  kill -> next chunk from {result.served_by[-1]}: {(kill_time[1] - kill_time[0]) * 1000:.0f} ms "
+              f"(the agent re-ran chunks 0-{KILL_AFTER_CHUNK} there, unsent)")
+    return checks
 
 
 def failover_checks(result: StreamResult, reference: StreamResult, killed: list) -> list[Check]:
@@ -528,6 +538,9 @@ MODES = ("single", "balance", "aggregate", "failover")
 async def run_modes(balancer: Balancer, modes: list[str], prompt: str, source_timeout: float) -> list[Check]:
     checks: list[Check] = []
     owns_processes = all(r.process for r in balancer.replicas)
+    await balancer.check_health()
+    if not any(r.healthy for r in balancer.replicas):
+        raise NoHealthyReplica("no replica answers GET /agent.json: " + " ".join(r.url for r in balancer.replicas))
     for mode in modes:
         if mode == "single":
             checks += await run_single(balancer, prompt)

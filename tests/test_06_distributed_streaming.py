@@ -132,6 +132,12 @@ def test_bad_arguments_exit_2(capsys):
     assert "needs replicas this script starts" in capsys.readouterr().err
 
 
+@pytest.mark.timeout(30)
+def test_unreachable_urls_give_a_clear_error(capsys):
+    assert demo.main(["--url", "http://127.0.0.1:1", "--mode", "single"]) == 1
+    assert "no replica answers GET /agent.json: http://127.0.0.1:1" in capsys.readouterr().err
+
+
 def test_url_can_be_given_several_times():
     args = demo.build_parser().parse_args(["--url", "http://127.0.0.1:8106/", "--url", "http://127.0.0.1:8107"])
     assert args.url == ["http://127.0.0.1:8106", "http://127.0.0.1:8107"]
