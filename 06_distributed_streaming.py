@@ -1,6 +1,6 @@
 """06 — distributed streaming: replicas, load balancing, aggregation, failover, metrics.
 
-What you'll see (`python 06_distributed_streaming.py`, about 15 s; `--fast` about 8 s):
+What you'll see (`python 06_distributed_streaming.py`, about 14 s; `--fast` about 9 s):
   * three replicas of one agent started as separate OS processes on free ports;
   * single     one stream, printed live as it arrives;
   * balance    round-robin and least-active-streams balancing done by the client with
