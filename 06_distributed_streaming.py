@@ -93,16 +93,16 @@ class ReplicaStartError(RuntimeError):
 class ReplicaProcess:
     """One replica: `python <this script> --serve --port P` in its own OS process."""
 
-    def __init__(self, fast: bool, start_seconds: float = 30.0):
-        self.fast, self.start_seconds = fast, start_seconds
+    def __init__(self, fast: bool, verbose: bool = False, start_seconds: float = 30.0):
+        self.fast, self.verbose, self.start_seconds = fast, verbose, start_seconds
         self.url: Optional[str] = None
         self.process = self._launch(port=0)
 
     def _launch(self, port: int) -> subprocess.Popen:
         command = [sys.executable, str(Path(__file__).resolve()), "--serve", "--port", str(port)]
         # stderr is inherited: a replica that crashes shows its traceback to the user.
-        return subprocess.Popen(command + (["--fast"] if self.fast else []), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, text=True)
+        command += [flag for flag, wanted in (("--fast", self.fast), ("--verbose", self.verbose)) if wanted]
+        return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, text=True)
 
     @property
     def pid(self) -> int:
@@ -158,11 +158,11 @@ class ReplicaProcess:
 
 
 @contextlib.contextmanager
-def replica_processes(count: int, fast: bool) -> "list[ReplicaProcess]":
+def replica_processes(count: int, fast: bool, verbose: bool = False) -> "list[ReplicaProcess]":
     """Start `count` replicas in parallel, wait until each serves, stop them all on exit."""
     processes = []
     try:
-        processes.extend(ReplicaProcess(fast) for _ in range(count))
+        processes.extend(ReplicaProcess(fast, verbose) for _ in range(count))
         for process in processes:
             process.wait_until_serving()
         yield processes
@@ -636,7 +636,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             replicas = [Replica(f"replica-{i + 1}", url) for i, url in enumerate(args.url)]
             return run_with(replicas, modes, args)
         print(f"Starting {args.replicas} replica processes ...", flush=True)
-        with replica_processes(args.replicas, args.fast) as processes:
+        with replica_processes(args.replicas, args.fast, args.verbose) as processes:
             replicas = [Replica(f"replica-{i + 1}", p.url, p) for i, p in enumerate(processes)]
             for replica in replicas:
                 print(f"  {replica.name}: pid {replica.process.pid} at {replica.url}")
