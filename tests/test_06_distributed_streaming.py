@@ -47,8 +47,11 @@ def as_replicas(processes) -> list:
 
 
 def assert_reaped(processes) -> None:
-    assert all(p.process.poll() is not None for p in processes)
-    assert wait_gone([p.pid for p in processes], seconds=0) == [], "replica processes left running"
+    running = [p for p in processes if p.process.poll() is None]
+    for p in running:  # clean up what a defect left behind, then fail
+        p.process.kill()
+        p.process.wait()
+    assert running == [], "replica processes left running"
 
 
 @pytest.fixture(scope="module")
@@ -105,21 +108,29 @@ def default_signals() -> None:
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_interrupt_stops_every_replica(stop_signal):
+def test_interrupt_stops_every_replica(stop_signal, tmp_path):
     env = {**os.environ, "NO_COLOR": "1", "PYTHONUNBUFFERED": "1"}
-    script = subprocess.Popen([sys.executable, str(ROOT / SCRIPT)], cwd=ROOT, env=env, text=True,
-                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              preexec_fn=default_signals)
-    lines = []
-    while "== single" not in "".join(lines):  # replicas are up once the first mode starts
-        ready, _, _ = select.select([script.stdout], [], [], 30)
-        assert ready, "the demo did not start"
-        lines.append(script.stdout.readline())
-    script.send_signal(stop_signal)
-    out, err = script.communicate(timeout=30)
+    # stderr to a file: replicas inherit it, so a pipe would stay open as long as an orphan lives.
+    with open(tmp_path / "stderr", "w+") as err_file:
+        script = subprocess.Popen([sys.executable, str(ROOT / SCRIPT)], cwd=ROOT, env=env, text=True,
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err_file,
+                                  preexec_fn=default_signals)
+        lines = []
+        while "== single" not in "".join(lines):  # replicas are up once the first mode starts
+            ready, _, _ = select.select([script.stdout], [], [], 30)
+            assert ready, "the demo did not start"
+            lines.append(script.stdout.readline())
+        script.send_signal(stop_signal)
+        script.wait(timeout=30)
+        script.stdout.close()
+        err_file.seek(0)
+        err = err_file.read()
     pids = [int(p) for p in re.findall(r"pid (\d+)", "".join(lines))]
-    assert script.returncode == 130 and len(pids) == 3, "".join(lines) + out + err
-    assert wait_gone(pids) == [], "the interrupted demo left replica processes behind"
+    orphans = wait_gone(pids)
+    for pid in orphans:  # clean up what a defect left behind, then fail
+        os.kill(pid, signal.SIGKILL)
+    assert orphans == [], "the interrupted demo left replica processes behind"
+    assert script.returncode == 130 and len(pids) == 3, "".join(lines) + err
     assert "Traceback" not in err and "ignored SIGTERM" not in err
 
 
