@@ -24,7 +24,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import sys
 import textwrap
 import threading
@@ -39,7 +38,7 @@ from flask import Response, jsonify, request, send_from_directory
 from tqdm import tqdm
 
 from streaming_kit import (StreamingAgent, StrictStreamingClient, chunk_text, demo_parser, message_text,
-                           paint, print_table, quiet, run_demo, serve, text_message)
+                           paint, print_table, run_demo, text_message)
 
 DEFAULT_PORT = 8105
 PAGE = Path(__file__).resolve().parent / "static" / "05_streaming_ui.html"
@@ -746,22 +745,6 @@ async def run_reports(url: str, interactive: bool, hold: float) -> list[StreamRe
     return reports
 
 
-def serve_web_ui(agent: StreamUIAgent, host: str, port: int) -> int:
-    """--serve: like the kit's serve_until_interrupted, plus the page's address.
-
-    KIT CHANGE REQUESTED: serve_until_interrupted(..., extra_lines=[...]) would make this function unnecessary.
-    """
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops it like Ctrl-C
-    with serve(agent, host, port) as url:
-        print(f"Serving {agent.agent_card.name} at {url}", flush=True)
-        print(f"Open the web UI: {url}/ui   (Ctrl-C to stop)", flush=True)
-        try:
-            threading.Event().wait()
-        except KeyboardInterrupt:
-            print("Stopped.", flush=True)
-    return 0
-
-
 def main(argv=None) -> int:
     parser = demo_parser("Terminal and web UIs for a stream: pause, resume, cancel, reconnect.", DEFAULT_PORT)
     parser.add_argument("--pace", type=float, help="seconds per chunk (default 0.08; --fast: 0.01, as an answer with no pace at "
@@ -772,16 +755,9 @@ def main(argv=None) -> int:
     if pace < 0:
         parser.error("--pace must be 0 or more")
     interactive = not args.scripted and os.name == "posix" and sys.stdin.isatty() and sys.stdout.isatty()
-    if args.serve:
-        if not args.verbose:
-            quiet()
-        try:
-            return serve_web_ui(StoryAgent(pace), args.host, args.port)
-        except OSError as exc:
-            print(paint(f"error: cannot serve on {args.host}:{args.port}: {exc}", "red"), file=sys.stderr)
-            return 1
     return run_demo(args, lambda: StoryAgent(pace),
-                    lambda url: run_session(url, interactive, hold=0.1 if args.fast else 0.5))
+                    lambda url: run_session(url, interactive, hold=0.1 if args.fast else 0.5),
+                    serve_lines=["Open the web UI: {url}/ui   (Ctrl-C to stop)"])
 
 
 if __name__ == "__main__":

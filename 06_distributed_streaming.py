@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import AsyncIterator, Callable, Optional
 
-import streaming_kit  # first: it makes `import python_a2a` fast
 import aiohttp
 from streaming_kit import (StreamingAgent, StrictStreamingClient, chunk_text, demo_parser, message_text,
                            paint, print_table, quiet, serve_until_interrupted)
@@ -576,16 +575,8 @@ def report(balancer: Balancer, checks: list[Check], report_path: Optional[str]) 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    base = demo_parser(__doc__.split("\n")[0], DEFAULT_PORT)
-    # The kit's --url takes one value; a balancer needs several, so redefine it here.
-    # (Kit change requested: demo_parser(..., many_urls=True).)
-    parser = argparse.ArgumentParser(description=base.description, parents=[base], add_help=False,
-                                     conflict_handler="resolve", formatter_class=base.formatter_class,
-                                     epilog=f"examples:\n  python {base.prog} --fast\n"
-                                            f"  python {base.prog} --serve --port 8106   # and --port 8107 elsewhere\n"
-                                            f"  python {base.prog} --url http://127.0.0.1:8106 --url http://127.0.0.1:8107")
-    parser.add_argument("--url", action="append", type=streaming_kit._url, metavar="URL",
-                        help="balance over replicas already running elsewhere (repeat for each)")
+    parser = demo_parser(__doc__.split("\n")[0], DEFAULT_PORT, many_urls=True)
+    parser.epilog += "\n  python %s --url http://127.0.0.1:8106 --url http://127.0.0.1:8107" % parser.prog
     parser.add_argument("--mode", choices=MODES + ("all",), default="all", help="which part to run (default all)")
     parser.add_argument("--replicas", type=int, default=3, help="replica processes to start (2-8, default 3)")
     parser.add_argument("--source-timeout", type=float, default=2.0, metavar="SECONDS",
@@ -596,14 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def serve_replica(args: argparse.Namespace) -> int:
     """--serve: one replica until Ctrl-C or SIGTERM."""
-    try:
-        return serve_until_interrupted(ReplicaAgent(FAST_CHUNK_DELAY if args.fast else CHUNK_DELAY),
-                                       args.host, args.port)
-    except KeyboardInterrupt:
-        # Workaround (kit change requested): a SIGTERM that lands just after the kit prints
-        # "Serving ..." but before it starts waiting escapes serve_until_interrupted. The
-        # server is already shut down by then; only the traceback needs avoiding.
-        return 0
+    return serve_until_interrupted(ReplicaAgent(FAST_CHUNK_DELAY if args.fast else CHUNK_DELAY), args.host, args.port)
 
 
 def _terminate(*_) -> None:

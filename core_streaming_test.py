@@ -256,7 +256,7 @@ def report(results: list[Result], as_json: bool) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n\n")[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--url", type=kit._url, help="check a running python-a2a streaming server instead")
+    parser.add_argument("--url", type=kit.http_url, help="check a running python-a2a streaming server instead")
     parser.add_argument("--message", default="Hello from the streaming smoke test", help="text sent with --url")
     parser.add_argument("--runs", type=int, default=5, help="streams per completeness check (default 5)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")

@@ -22,7 +22,7 @@ import threading
 import time
 import traceback
 import urllib.request
-from typing import Any, AsyncIterator, Callable, Iterator, Optional, Union
+from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Optional, Union
 
 # python-a2a imports openai, anthropic, boto3 and langchain at start-up (≈ 3 s) although
 # every such import in it is optional. Refuse them while python_a2a loads; your own code
@@ -58,7 +58,7 @@ from flask import Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import make_server
 from python_a2a import (A2AConnectionError, A2AError, A2AServer, A2AStreamingError, Message,
-                        MessageRole, StreamingClient, TextContent)
+                        MessageRole, Metadata, StreamingClient, TextContent)
 from python_a2a.client import streaming as _a2a_client_streaming
 from python_a2a.server import http as _a2a_http
 
@@ -84,9 +84,12 @@ class RequestProblem(ValueError):
 
 
 # ---------------------------------------------------------------- messages and chunks
-def text_message(text: str, role: MessageRole = MessageRole.USER) -> Message:
-    """A text Message; python-a2a's Message needs both content and role."""
-    return Message(content=TextContent(text=text), role=role)
+def text_message(text: str, role: MessageRole = MessageRole.USER, metadata: Optional[dict] = None) -> Message:
+    """A text Message (python-a2a's Message needs both content and role); metadata as custom fields."""
+    message = Message(content=TextContent(text=text), role=role)
+    if metadata:
+        message.metadata = Metadata(custom_fields=dict(metadata))
+    return message
 
 
 def message_text(message: Message) -> str:
@@ -161,6 +164,10 @@ class StreamingAgent(A2AServer):
     chunks. The stream is pulled from the agent one chunk at a time in the request's own
     thread, so nothing sits in a queue to be lost, the agent never runs ahead of a slow
     client, and a client that goes away closes the agent's generator.
+
+    Each stream runs on its own fresh event loop: create async clients (aiohttp sessions,
+    SDK clients) inside stream_response, not in __init__. Only stream_response's generator
+    is closed on hang-up; wrap inner async generators in `contextlib.aclosing` so they close too.
     """
 
     keepalive_seconds: float = KEEPALIVE_SECONDS
@@ -347,15 +354,17 @@ def _interrupt(*_: Any) -> None:
     raise KeyboardInterrupt
 
 
-def serve_until_interrupted(agent: A2AServer, host: str, port: int) -> int:
-    """`--serve`: print the address, serve until Ctrl-C or SIGTERM, exit 0."""
+def serve_until_interrupted(agent: A2AServer, host: str, port: int, extra_lines: Iterable[str] = ()) -> int:
+    """`--serve`: print the address (then extra_lines, "{url}" filled in), serve until Ctrl-C or SIGTERM."""
     signal.signal(signal.SIGTERM, _interrupt)
-    with serve(agent, host, port) as url:
-        print(f"Serving {agent.agent_card.name} at {url}", flush=True)
-        try:
+    try:  # around everything: a signal right after the "Serving" line must not escape
+        with serve(agent, host, port) as url:
+            print(f"Serving {agent.agent_card.name} at {url}", flush=True)
+            for line in extra_lines:
+                print(line.format(url=url), flush=True)
             threading.Event().wait()
-        except KeyboardInterrupt:
-            print("Stopped.", flush=True)
+    except KeyboardInterrupt:
+        print("Stopped.", flush=True)
     return 0
 
 
@@ -364,7 +373,8 @@ class StrictStreamingClient(StreamingClient):
     """StreamingClient that raises instead of silently re-sending or truncating (§10–§14).
 
     `timeout` is an idle limit (no bytes for that long), not a cap on the whole stream.
-    Yields content chunks ({"content", "index", "append"}) and stops at lastChunk.
+    Yields content chunks ({"content", "index", "append"}) and stops at lastChunk. To leave a
+    stream early and hang up at once, iterate inside `contextlib.aclosing(client.stream_response(...))`.
     """
 
     def __init__(self, url: str, headers: Optional[dict] = None, timeout: float = 60.0,
@@ -446,20 +456,26 @@ def quiet() -> None:
     logging.getLogger().setLevel(logging.WARNING)  # python-a2a's basicConfig(level=INFO)
 
 
-def _url(value: str) -> str:
+def http_url(value: str) -> str:
+    """argparse type for a server address: http(s)://host:port, trailing slash dropped."""
     if not value.startswith(("http://", "https://")):
         raise argparse.ArgumentTypeError(f"expected http://host:port, got {value!r}")
     return value.rstrip("/")
 
 
 def _port(value: str) -> int:
+    """argparse type for a TCP port, 0 meaning any free one."""
     if not value.isdigit() or int(value) > 65535:
         raise argparse.ArgumentTypeError(f"expected a port number 0-65535, got {value!r}")
     return int(value)
 
 
-def demo_parser(description: str, default_port: int, script: Optional[str] = None) -> argparse.ArgumentParser:
-    """The command-line contract every demo shares (--fast, --serve, --url, --verbose)."""
+def demo_parser(description: str, default_port: int, script: Optional[str] = None,
+                many_urls: bool = False) -> argparse.ArgumentParser:
+    """The command-line contract every demo shares (--fast, --serve, --url, --verbose).
+
+    many_urls=True makes --url repeatable (args.url is then a list or None).
+    """
     script = script or os.path.basename(sys.argv[0])
     parser = argparse.ArgumentParser(
         description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -470,25 +486,36 @@ def demo_parser(description: str, default_port: int, script: Optional[str] = Non
     parser.add_argument("--host", default="127.0.0.1", help="address for --serve (default 127.0.0.1)")
     parser.add_argument("--port", type=_port, default=default_port,
                         help=f"port for --serve (default {default_port}; 0 picks a free one)")
-    parser.add_argument("--url", type=_url, help="only run the client, against this running server")
+    if many_urls:
+        parser.add_argument("--url", type=http_url, action="append", metavar="URL",
+                            help="only run the client, against these running servers (repeat --url)")
+    else:
+        parser.add_argument("--url", type=http_url, help="only run the client, against this running server")
     parser.add_argument("--verbose", action="store_true", help="show python-a2a's and werkzeug's logs")
     return parser
 
 
 def run_demo(args: argparse.Namespace, make_agent: Callable[[], A2AServer],
-             client: Callable[[str], Any]) -> int:
-    """Dispatch the contract: --serve, --url, or server + client in one process; exit code."""
+             client: Callable[[str], Any], serve_lines: Iterable[str] = ()) -> int:
+    """Dispatch the contract: --serve, --url, or server + client in one process; exit code.
+
+    serve_lines: extra lines printed after "Serving ... at URL" with --serve ("{url}" filled in).
+    """
     if not args.verbose:
         quiet()
     try:
         if args.serve:
-            return serve_until_interrupted(make_agent(), args.host, args.port)
+            return serve_until_interrupted(make_agent(), args.host, args.port, serve_lines)
         if args.url:
             return asyncio.run(client(args.url))
         with serve(make_agent()) as url:
             return asyncio.run(client(url))
     except A2AError as exc:
         print(paint(f"error: {exc}", "red"), file=sys.stderr)
+        return 1
+    except OSError as exc:  # e.g. --serve on a port that is taken
+        where = f" on {args.host}:{args.port}" if args.serve else ""
+        print(paint(f"error: cannot serve{where}: {exc.strerror or exc}", "red"), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

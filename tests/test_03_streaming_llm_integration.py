@@ -13,9 +13,8 @@ from hypothesis import given, settings, strategies as st
 from conftest import ROOT, library_noise, load_script, run_script
 from llm_stubs import LLMStub
 
-import streaming_kit
+from streaming_kit import StrictStreamingClient, chunk_text, serve, text_message  # before python_a2a: fast import
 from python_a2a import A2AStreamingError, Metadata
-from streaming_kit import StrictStreamingClient, chunk_text, serve, text_message
 
 SCRIPT = "03_streaming_llm_integration.py"
 bridge = load_script(SCRIPT)

@@ -348,7 +348,11 @@ class DroppableProxy:
 @pytest.fixture
 def browser():  # per test: sync Playwright keeps an event loop running, which asyncio.run() elsewhere refuses
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (the browser test must run)")
+        # CI sets REQUIRE_BROWSER=1 (.ci/run): there the browser tests must run, never skip.
+        missing = f"{CHROMIUM} is missing: apt-get install -y chromium"
+        if os.environ.get("REQUIRE_BROWSER"):
+            pytest.fail(missing)
+        pytest.skip(missing)
     from playwright.sync_api import sync_playwright
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
