@@ -228,9 +228,9 @@ class StreamUIAgent(StreamingAgent):
         app.add_url_rule("/ui/sessions/<sid>/events", "ui_events", self._events_view)
         app.add_url_rule("/ui/sessions/<sid>/<action>", "ui_control", self._control_view, methods=["POST"])
 
-    def close_streams(self, reason: str = "server shutting down") -> None:
+    def close_streams(self, reason: str = "server shutting down", refuse_new: bool = False) -> None:
         """End the kit's /stream responses and every UI session (serve() calls this on exit)."""
-        super().close_streams(reason)
+        super().close_streams(reason, refuse_new)
         with self._sessions_lock:
             sessions = list(self._sessions.values())
         for session in sessions:

@@ -36,12 +36,14 @@ class EchoStreamer(StreamingAgent):
 async def ask(url: str) -> int:
     client = StrictStreamingClient(url)
     print(f"Q: {QUESTION}\nA: ", end="", flush=True)
-    started, received = time.perf_counter(), []
+    started, first_at, received = time.perf_counter(), None, []
     async for chunk in client.stream_response(QUESTION):  # raises if the stream breaks
+        first_at = first_at or time.perf_counter()
         received.append(chunk_text(chunk))
         print(received[-1], end="", flush=True)
     intact = "".join(received).strip() == ANSWER  # the kit already raised on any loss
-    print(f"\n\n{len(received)} chunks, {len(ANSWER)} characters in {time.perf_counter() - started:.2f} s: "
+    print(f"\n\n{len(received)} chunks, {len(ANSWER)} characters, first after {(first_at or time.perf_counter()) - started:.2f} s, "
+          f"all in {time.perf_counter() - started:.2f} s: "
           + ("every word arrived, in order" if intact else "the answer arrived changed"))
     return 0 if intact else 1
 

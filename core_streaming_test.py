@@ -22,6 +22,7 @@ from typing import Awaitable, Callable
 
 import streaming_kit as kit
 from python_a2a import A2AStreamingError
+from streaming_kit import StreamTruncatedError
 
 KNOWN_GOOD_A2A = "0.5.10"
 REQUIRED = ("python-a2a", "flask", "werkzeug", "aiohttp", "colorama", "tqdm")
@@ -81,8 +82,8 @@ class HarnessAgent(kit.StreamingAgent):
 
 # ---------------------------------------------------------------- environment checks
 def check_python() -> str:
-    if sys.version_info < (3, 9):
-        raise CheckFailed(f"Python {sys.version.split()[0]}; the kit needs 3.9 or newer")
+    if sys.version_info < (3, 10):
+        raise CheckFailed(f"Python {sys.version.split()[0]}; the kit and aiohttp need 3.10 or newer")
     return f"Python {sys.version.split()[0]}"
 
 
@@ -121,15 +122,23 @@ async def check_round_trip(url: str, text: str) -> str:
     return f"{len(answer)} characters back"
 
 
-async def stream_once(url: str, text: str, idle_timeout: float = 10) -> tuple[list[int], str, str | None]:
-    """Indices received, text, and the problem (None when the stream ended with its marker)."""
+def _describe(problem: A2AStreamingError | None, indices: list[int]) -> str:
+    """What went wrong with one stream, in words; "" when nothing did."""
+    if isinstance(problem, StreamTruncatedError):
+        where = f"after chunk #{indices[-1]}" if indices else "before any chunk"
+        return f"ended {where} without the lastChunk marker, so its tail is lost"
+    return str(problem or "")
+
+
+async def stream_once(url: str, text: str, idle_timeout: float = 10) -> tuple[list[int], str, A2AStreamingError | None]:
+    """Indices received, text, and what went wrong (None when the stream ended with its marker)."""
     indices, pieces = [], []
     try:
         async for chunk in kit.StrictStreamingClient(url, timeout=idle_timeout).stream_response(text):
             indices.append(chunk.get("index", len(indices)) if isinstance(chunk, dict) else len(indices))
             pieces.append(kit.chunk_text(chunk))
     except A2AStreamingError as exc:
-        return indices, "".join(pieces), str(exc)
+        return indices, "".join(pieces), exc
     return indices, "".join(pieces), None
 
 
@@ -140,14 +149,12 @@ async def check_streams_complete(url: str, text: str, runs: int) -> str:
     problems: dict[str, list[int]] = {}  # problem -> the runs that had it
     for run, (indices, _, problem) in enumerate(results, 1):
         lost = sorted(set(range(longest)) - set(indices))
-        found = [f"chunks out of order or repeated {indices[:12]}" if indices != sorted(set(indices)) else "",
-                 f"lost chunk(s) #{', #'.join(map(str, lost))}" if lost else "",
-                 (f"ended {'after chunk #%d' % indices[-1] if indices else 'before any chunk'} without "
-                  "the lastChunk marker, so its tail is lost") if problem else ""]
+        found = [f"lost chunk(s) #{', #'.join(map(str, lost))}" if lost else "", _describe(problem, indices)]
         for text in filter(None, found):
             problems.setdefault(text, []).append(run)
     if problems:
-        raise CheckFailed("; ".join(f"run{'s' * (len(runs_) > 1)} {', '.join(map(str, runs_))}: {text}" for text, runs_ in problems.items()))
+        raise CheckFailed("; ".join(f"run{'s' * (len(runs_) > 1)} {', '.join(map(str, runs_))}: {text}"
+                                    for text, runs_ in problems.items()))
     return f"{runs} runs × {longest} chunks, in order, each with the lastChunk marker"
 
 
@@ -179,7 +186,7 @@ async def check_idle_gap(url: str, agent: HarnessAgent) -> str:
 
 async def check_error_surfaces(url: str) -> str:
     _, text, problem = await stream_once(url, "fail")
-    if not problem or "deliberate failure" not in problem:
+    if not problem or "deliberate failure" not in str(problem):
         raise CheckFailed(f"the agent's exception did not reach the client (got text {text!r})")
     return f"client raised: {problem}"
 
@@ -253,12 +260,18 @@ def report(results: list[Result], as_json: bool) -> None:
     print(f"\n{len(results) - failed} passed, {failed} failed")
 
 
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {value!r}")
+    return int(value)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n\n")[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", type=kit.http_url, help="check a running python-a2a streaming server instead")
     parser.add_argument("--message", default="Hello from the streaming smoke test", help="text sent with --url")
-    parser.add_argument("--runs", type=int, default=5, help="streams per completeness check (default 5)")
+    parser.add_argument("--runs", type=_positive, default=5, help="streams per completeness check (default 5)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--verbose", action="store_true", help="show library logs")
     args = parser.parse_args(argv)

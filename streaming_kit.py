@@ -10,11 +10,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import copy
 import importlib.abc
 import importlib.machinery
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -22,6 +24,8 @@ import threading
 import time
 import traceback
 import urllib.request
+import uuid
+from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Optional, Union
 
 # python-a2a imports openai, anthropic, boto3 and langchain at start-up (≈ 3 s) although
@@ -45,6 +49,11 @@ class _SkipOptional(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         pass
 
 
+# python-a2a calls logging.basicConfig(level=INFO) on import (§5); remember the root logger
+# as it was, so quiet() can undo exactly that and keep a logging set-up of your own.
+_ROOT_LOGGER_BEFORE = None if "python_a2a" in sys.modules else (
+    logging.getLogger().level, list(logging.getLogger().handlers))
+
 if "python_a2a" not in sys.modules and not os.environ.get("STREAMING_KIT_FULL_IMPORT"):
     _skipper = _SkipOptional()
     sys.meta_path.insert(0, _skipper)
@@ -55,10 +64,10 @@ if "python_a2a" not in sys.modules and not os.environ.get("STREAMING_KIT_FULL_IM
 
 import aiohttp
 from flask import Response, jsonify, request
-from werkzeug.exceptions import HTTPException
 from werkzeug.serving import make_server
-from python_a2a import (A2AConnectionError, A2AError, A2AServer, A2AStreamingError, Message,
-                        MessageRole, Metadata, StreamingClient, TextContent)
+from python_a2a import (A2AConnectionError, A2AError, A2AResponseError, A2AServer, A2AStreamingError,
+                        Message, MessageRole, Metadata, StreamingClient, Task, TaskState, TaskStatus,
+                        TextContent)
 from python_a2a.client import streaming as _a2a_client_streaming
 from python_a2a.server import http as _a2a_http
 
@@ -122,12 +131,18 @@ def _sse(data: dict, event: Optional[str] = None, event_id: Optional[int] = None
 
 
 def parse_stream_request(body: Any) -> Message:
-    """Validate a /stream body (a message, or {"message": ...}); RequestProblem(400) if unusable."""
+    """Validate a /stream body (a message, or {"message": ...}); RequestProblem(400) if unusable.
+
+    Accepts python-a2a messages ({"content": ...}) and A2A ones ({"parts": [...]}, with v0.1
+    "type" or v0.3 "kind"); several text parts are joined with newlines, not cut to the first.
+    """
     if not isinstance(body, dict):
         raise RequestProblem(400, "request body must be a JSON object")
     raw = body.get("message", body)
     if not isinstance(raw, dict) or not ("content" in raw or "parts" in raw):
         raise RequestProblem(400, "missing message: send {'content': {'type': 'text', 'text': ...}, 'role': 'user'}")
+    if "parts" in raw and "content" not in raw:
+        raw = {**raw, "role": raw.get("role", "user"), "parts": _joined_text_parts(raw["parts"])}
     try:
         message = Message.from_dict(raw)
     except (ValueError, TypeError, KeyError, AttributeError) as exc:
@@ -137,24 +152,115 @@ def parse_stream_request(body: Any) -> Message:
     return message
 
 
-# ---------------------------------------------------------------- server side
-class _LiveStream:
-    """One in-flight /stream response: its event loop and the step it is waiting on."""
+def _joined_text_parts(parts: Any) -> list:
+    """A2A parts as python-a2a reads them: one text part holding every text part's text."""
+    if not isinstance(parts, list) or not all(isinstance(part, dict) for part in parts):
+        raise RequestProblem(400, "message parts must be a list of objects")
+    texts = [part.get("text") for part in parts if (part.get("type") or part.get("kind")) == "text"]
+    if not all(isinstance(text, str) for text in texts):
+        raise RequestProblem(400, "message text must be a string")
+    others = [part for part in parts if (part.get("type") or part.get("kind")) != "text"]
+    return ([{"type": "text", "text": "\n".join(texts)}] if texts else []) + others
 
-    def __init__(self, loop: asyncio.AbstractEventLoop):
-        self.loop = loop
-        self.step: Optional[asyncio.Future] = None
+
+# ---------------------------------------------------------------- server side
+HANGUP = "client disconnected"
+
+
+class _AgentRun:
+    """An agent's async generator running as ONE task on a private event loop.
+
+    One long-lived task (not one per chunk) so the agent's context variables and
+    asyncio.timeout() blocks behave across its yields. Chunks are handed over one at a time
+    through a 1-slot queue: nothing piles up to be lost (§1), and the agent never runs more
+    than one chunk ahead of the client. The loop only runs while next() waits.
+    """
+
+    def __init__(self, agen: AsyncIterator):
+        self.loop = asyncio.new_event_loop()
         self.stop_reason: Optional[str] = None
+        self._handoff: asyncio.Queue = asyncio.Queue(maxsize=1)
+        self._getter: Optional[asyncio.Future] = None
+        self._watched_fd: Optional[int] = None
+        self._pump = self.loop.create_task(self._run(agen))
+
+    async def _run(self, agen: AsyncIterator) -> None:
+        try:
+            async with contextlib.aclosing(agen):  # a stop closes the generator: its finally runs
+                async for chunk in agen:
+                    await self._handoff.put((True, chunk))
+            await self._handoff.put((False, None))
+        except Exception as exc:
+            await self._handoff.put((False, exc))
+
+    def next(self, idle_seconds: float) -> Any:
+        """The next chunk, or _PING after idle_seconds of silence.
+
+        Raises StopAsyncIteration at the end, CancelledError once stopped, or the agent's error.
+        """
+        if self.stop_reason:
+            raise asyncio.CancelledError
+        if self._getter is None or self._getter.done():
+            self._getter = self.loop.create_task(self._handoff.get())
+        done, _ = self.loop.run_until_complete(asyncio.wait({self._getter}, timeout=idle_seconds))
+        if not done:
+            return _PING
+        is_chunk, value = self._getter.result()
+        if is_chunk:
+            return value
+        if value is not None:
+            raise value
+        if self.stop_reason:  # the agent swallowed the cancellation and returned: not complete
+            raise asyncio.CancelledError
+        raise StopAsyncIteration
 
     def stop(self, reason: str) -> None:
-        """Ask the stream to end (thread-safe): the agent's pending await is cancelled."""
+        """Ask the run to end, from any thread: the agent is cancelled at its current await."""
         self.stop_reason = self.stop_reason or reason
+
+        def cancel() -> None:
+            self._pump.cancel()
+            if self._getter is not None:
+                self._getter.cancel()
         with contextlib.suppress(RuntimeError):  # loop already closed: nothing left to stop
-            self.loop.call_soon_threadsafe(lambda: self.step and self.step.cancel())
+            self.loop.call_soon_threadsafe(cancel)
 
+    def watch_for_hangup(self, sock: Any) -> None:
+        """Stop as soon as the client closes its socket, even while the agent is idle.
 
-async def _next_chunk(agen: AsyncIterator) -> Any:
-    return await agen.__anext__()
+        A client that half-closes (shuts down only its sending side) looks the same and is
+        treated as gone; HTTP clients (browsers, curl, aiohttp, requests) do not do that.
+        """
+        if type(sock) is not socket.socket:  # a plain socket: werkzeug's and gunicorn's are
+            return
+        fd = self._watched_fd = sock.fileno()
+
+        def on_readable() -> None:
+            try:
+                closed = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+            except BlockingIOError:
+                return
+            except OSError:
+                closed = True
+            self.loop.remove_reader(fd)  # readable but open means the client sent more: stop watching
+            self._watched_fd = None
+            if closed:
+                self.stop(HANGUP)
+
+        self.loop.add_reader(fd, on_readable)
+
+    def close(self) -> None:
+        """Cancel whatever still runs, let every finally block run, close the loop (as asyncio.run does)."""
+        if self._watched_fd is not None:
+            self.loop.remove_reader(self._watched_fd)
+        pending = asyncio.all_tasks(self.loop)  # the agent's own background tasks included
+        for task in pending:
+            task.cancel()
+        if pending:
+            self.loop.run_until_complete(asyncio.wait(pending))
+        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        self.loop.run_until_complete(self.loop.shutdown_default_executor())
+        self.loop.close()
 
 
 class StreamingAgent(A2AServer):
@@ -178,8 +284,9 @@ class StreamingAgent(A2AServer):
         super().__init__(name=name or type(self).__name__,
                          description=description or (type(self).__doc__ or "").strip().split("\n")[0],
                          **kwargs)
-        self._live: set[_LiveStream] = set()
+        self._live: set[_AgentRun] = set()
         self._live_lock = threading.Lock()
+        self._refuse_reason: Optional[str] = None
 
     async def stream_response(self, message: Message) -> AsyncIterator[Any]:
         """Yield the answer chunk by chunk (override this)."""
@@ -200,15 +307,26 @@ class StreamingAgent(A2AServer):
 
     @property
     def live_streams(self) -> int:
-        """How many /stream responses are in flight right now."""
+        """How many /stream responses (and running tasks) are in flight right now."""
         return len(self._live)
 
-    def close_streams(self, reason: str = "server shutting down") -> None:
-        """End every in-flight stream with an error event naming the reason."""
+    def close_streams(self, reason: str = "server shutting down", refuse_new: bool = False) -> None:
+        """End every in-flight stream with an error event naming the reason (and later ones too, if refuse_new)."""
         with self._live_lock:
+            self._refuse_reason = reason if refuse_new else None
             live = list(self._live)
-        for stream in live:
-            stream.stop(reason)
+        for run in live:
+            run.stop(reason)
+
+    def _track(self, run: _AgentRun) -> None:
+        with self._live_lock:
+            self._live.add(run)
+            if self._refuse_reason:  # arrived while the server is shutting down
+                run.stop(self._refuse_reason)
+
+    def _untrack(self, run: _AgentRun) -> None:
+        with self._live_lock:
+            self._live.discard(run)
 
     def _stream_view(self):
         """POST /stream: validate, then answer with the SSE generator (4xx JSON on bad input)."""
@@ -225,36 +343,34 @@ class StreamingAgent(A2AServer):
         """The message and the resume point (Last-Event-ID: skip chunks up to that index)."""
         if (request.content_length or 0) > self.max_body_bytes:
             raise RequestProblem(413, f"request body over {self.max_body_bytes} bytes")
-        request.max_content_length = self.max_body_bytes
+        raw = request.stream.read(self.max_body_bytes + 1)  # bodies sent without a length too
+        if len(raw) > self.max_body_bytes:
+            raise RequestProblem(413, f"request body over {self.max_body_bytes} bytes")
         try:
-            body = request.get_json(force=True, silent=False)
-        except HTTPException as exc:
-            status = exc.code if exc.code == 413 else 400
-            raise RequestProblem(status, "request body is not valid JSON" if status == 400 else exc.description) from None
-        last_id = request.headers.get("Last-Event-ID", "-1").strip() or "-1"
-        if not last_id.lstrip("-").isdigit():
+            body = json.loads(raw)
+        except ValueError:
+            raise RequestProblem(400, "request body is not valid JSON") from None
+        last_id = request.headers.get("Last-Event-ID", "").strip() or "-1"
+        if not re.fullmatch(r"-?[0-9]+", last_id):
             raise RequestProblem(400, "Last-Event-ID must be a chunk index")
         return parse_stream_request(body), int(last_id)
 
-    def _sse_events(self, message: Message, after: int, sock: Optional[socket.socket]) -> Iterator[str]:
-        """Run the agent's async generator chunk by chunk and frame each chunk as SSE."""
-        loop = asyncio.new_event_loop()
-        stream = _LiveStream(loop)
-        agen = self.stream_response(message)
-        with self._live_lock:
-            self._live.add(stream)
-        watching = _watch_for_hangup(loop, sock, stream)
+    def _sse_events(self, message: Message, after: int, sock: Any) -> Iterator[str]:
+        """Run the agent's async generator and frame each chunk as SSE, then the lastChunk marker."""
+        run = _AgentRun(self.stream_response(message))
+        run.watch_for_hangup(sock)
+        self._track(run)
         index = 0
         try:
             yield ": stream open\n\n"  # sends the headers at once
             while True:
                 try:
-                    chunk = self._pull(loop, stream, agen)
+                    chunk = run.next(self.keepalive_seconds)
                 except StopAsyncIteration:
                     break
                 except asyncio.CancelledError:
-                    if stream.stop_reason != "client disconnected":
-                        yield _sse({"error": stream.stop_reason or "stream cancelled", "index": index}, "error")
+                    if run.stop_reason != HANGUP:
+                        yield _sse({"error": run.stop_reason or "stream cancelled", "index": index}, "error")
                     return
                 except Exception as exc:  # §2: the agent's error reaches the client as an error
                     yield _sse({"error": f"{type(exc).__name__}: {exc}", "index": index}, "error")
@@ -267,52 +383,8 @@ class StreamingAgent(A2AServer):
                 index += 1
             yield _sse({"content": "", "index": index, "append": True, "lastChunk": True}, event_id=index)
         finally:
-            self._finish(loop, stream, agen, watching)
-
-    def _pull(self, loop: asyncio.AbstractEventLoop, stream: _LiveStream, agen: AsyncIterator) -> Any:
-        """The agent's next chunk, or _PING after keepalive_seconds of silence."""
-        if stream.stop_reason:
-            raise asyncio.CancelledError
-        if stream.step is None or stream.step.done():
-            stream.step = loop.create_task(_next_chunk(agen))
-        done, _ = loop.run_until_complete(asyncio.wait({stream.step}, timeout=self.keepalive_seconds))
-        return stream.step.result() if done else _PING
-
-    def _finish(self, loop, stream: _LiveStream, agen, watching: bool) -> None:
-        """Close the agent's generator (its finally blocks run) and the stream's loop."""
-        with self._live_lock:
-            self._live.discard(stream)
-        if watching:
-            loop.remove_reader(watching)
-        step = stream.step
-        if step is not None and not step.done():
-            step.cancel()
-            with contextlib.suppress(BaseException):
-                loop.run_until_complete(step)
-        with contextlib.suppress(Exception):
-            loop.run_until_complete(agen.aclose())
-        loop.close()
-
-
-def _watch_for_hangup(loop: asyncio.AbstractEventLoop, sock: Optional[socket.socket], stream: _LiveStream):
-    """Stop the stream as soon as the client closes its socket, even while the agent is idle."""
-    if type(sock) is not socket.socket:  # only plain sockets (werkzeug and gunicorn give one)
-        return False
-    fd = sock.fileno()
-
-    def on_readable() -> None:
-        try:
-            closed = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-        except BlockingIOError:
-            return
-        except OSError:
-            closed = True
-        loop.remove_reader(fd)  # readable but open means the client sent more: stop watching
-        if closed:
-            stream.stop("client disconnected")
-
-    loop.add_reader(fd, on_readable)
-    return fd
+            run.close()  # the agent's finally blocks have run before the stream counts as over
+            self._untrack(run)
 
 
 @contextlib.contextmanager
@@ -325,6 +397,8 @@ def serve(agent: A2AServer, host: str = "127.0.0.1", port: int = 0) -> Iterator[
     url = f"http://{host}:{server.server_port}"
     if hasattr(agent, "agent_card"):
         agent.agent_card.url = url
+    if isinstance(agent, StreamingAgent):
+        agent._refuse_reason = None  # an agent served again accepts streams again
     thread = threading.Thread(target=server.serve_forever, name=f"serve {url}", daemon=True)
     thread.start()
     try:
@@ -332,10 +406,10 @@ def serve(agent: A2AServer, host: str = "127.0.0.1", port: int = 0) -> Iterator[
             pass
         yield url
     finally:
+        server.shutdown()  # no new connections; requests already accepted go on
         if isinstance(agent, StreamingAgent):
-            agent.close_streams()
+            agent.close_streams(refuse_new=True)
             _wait_for(lambda: agent.live_streams == 0, seconds=5)
-        server.shutdown()
         server.server_close()
         thread.join(timeout=5)
 
@@ -394,6 +468,8 @@ class StrictStreamingClient(StreamingClient):
                 async with session.post(self.url, json=message.to_dict()) as response:
                     await _raise_for_status(response, self.url)
                     return Message.from_dict(await response.json(content_type=None))
+        except aiohttp.ClientConnectorError as exc:
+            raise A2AConnectionError(f"cannot connect to {self.url}: is the server running? ({exc.strerror})") from exc
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise A2AConnectionError(f"{self.url}: {type(exc).__name__}: {exc}") from exc
 
@@ -404,21 +480,26 @@ class StrictStreamingClient(StreamingClient):
         headers = {"Accept": "text/event-stream"}
         if after_index is not None:
             headers["Last-Event-ID"] = str(after_index)
-        received, finished = 0, False
+        expected, received, finished = (after_index + 1 if after_index is not None else 0), 0, False
         try:
             async with self._create_session() as session:
                 async with session.post(f"{self.url}/stream", json=message.to_dict(), headers=headers) as response:
                     await _raise_for_status(response, f"{self.url}/stream")
                     async for chunk in self._process_stream(response):
-                        if isinstance(chunk, dict) and chunk.get("lastChunk"):
-                            finished = True
-                            break
+                        expected = _check_index(chunk, expected)
+                        finished = isinstance(chunk, dict) and bool(chunk.get("lastChunk"))
+                        if finished and not chunk_text(chunk):
+                            break  # the bare end marker is not content
                         received += 1
                         if chunk_callback:
                             chunk_callback(chunk)
                         yield chunk
+                        if finished:
+                            break
         except asyncio.TimeoutError as exc:  # before ClientError: aiohttp's timeout is both
             raise A2AStreamingError(f"no data from {self.url} for {self.timeout:g} s") from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise A2AConnectionError(f"cannot connect to {self.url}: is the server running? ({exc.strerror})") from exc
         except aiohttp.ClientError as exc:
             raise A2AConnectionError(f"{self.url}: {type(exc).__name__}: {exc}") from exc
         if not finished:
@@ -426,11 +507,28 @@ class StrictStreamingClient(StreamingClient):
                                        "without the lastChunk marker: its tail was lost")
 
 
+def _check_index(chunk: Any, expected: int) -> int:
+    """The index due next; raises if a chunk carries another one (a chunk was lost or repeated)."""
+    index = chunk.get("index") if isinstance(chunk, dict) else None
+    if index is None:
+        return expected  # servers that do not number their chunks cannot be checked
+    if index != expected:
+        lost = f"#{expected}" if index == expected + 1 else f"#{expected}-#{index - 1}"
+        problem = f"chunk {lost} lost" if index > expected else "a chunk repeated"
+        raise A2AStreamingError(f"chunk #{index} arrived where #{expected} was due: {problem}")
+    return expected + 1
+
+
 async def _raise_for_status(response: aiohttp.ClientResponse, where: str) -> None:
-    """Raise A2AConnectionError with the server's own error text for any 4xx/5xx."""
-    if response.status >= 400:
-        body = (await response.text())[:300]
-        raise A2AConnectionError(f"HTTP {response.status} from {where}: {body}")
+    """Raise for any 4xx/5xx with the server's own error text: A2AResponseError when the agent
+    failed (5xx), A2AConnectionError when the request went to the wrong place or was refused."""
+    if response.status < 400:
+        return
+    body = (await response.text())[:300]
+    if "html" in response.headers.get("Content-Type", ""):  # §14: not an A2A endpoint at all
+        body = "not an A2A streaming endpoint; pass the server's base URL (e.g. http://127.0.0.1:8100)"
+    error = A2AResponseError if response.status >= 500 else A2AConnectionError
+    raise error(f"HTTP {response.status} from {where}: {body}")
 
 
 # ---------------------------------------------------------------- script plumbing
@@ -453,7 +551,14 @@ def quiet() -> None:
     _a2a_http.traceback = _SilentTraceback()
     logging.getLogger("python_a2a").setLevel(logging.CRITICAL)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    logging.getLogger().setLevel(logging.WARNING)  # python-a2a's basicConfig(level=INFO)
+    root = logging.getLogger()
+    if _ROOT_LOGGER_BEFORE is None:  # python_a2a was imported before the kit: plain default
+        root.setLevel(logging.WARNING)
+        return
+    level, handlers = _ROOT_LOGGER_BEFORE
+    root.setLevel(level)
+    for handler in [h for h in root.handlers if h not in handlers]:
+        root.removeHandler(handler)
 
 
 def http_url(value: str) -> str:
@@ -482,15 +587,16 @@ def demo_parser(description: str, default_port: int, script: Optional[str] = Non
         epilog=f"examples:\n  python {script} --fast\n  python {script} --serve        "
                f"# then, in another terminal:\n  python {script} --url http://127.0.0.1:{default_port}")
     parser.add_argument("--fast", action="store_true", help="no simulated delays (tests, CI)")
-    parser.add_argument("--serve", action="store_true", help="only run the agent server, until Ctrl-C")
+    role = parser.add_mutually_exclusive_group()  # serve, or be the client of another server
+    role.add_argument("--serve", action="store_true", help="only run the agent server, until Ctrl-C")
     parser.add_argument("--host", default="127.0.0.1", help="address for --serve (default 127.0.0.1)")
     parser.add_argument("--port", type=_port, default=default_port,
                         help=f"port for --serve (default {default_port}; 0 picks a free one)")
     if many_urls:
-        parser.add_argument("--url", type=http_url, action="append", metavar="URL",
-                            help="only run the client, against these running servers (repeat --url)")
+        role.add_argument("--url", type=http_url, action="append", metavar="URL",
+                          help="only run the client, against these running servers (repeat --url)")
     else:
-        parser.add_argument("--url", type=http_url, help="only run the client, against this running server")
+        role.add_argument("--url", type=http_url, help="only run the client, against this running server")
     parser.add_argument("--verbose", action="store_true", help="show python-a2a's and werkzeug's logs")
     return parser
 
@@ -553,11 +659,7 @@ def print_table(headers: list[str], rows: list[list[Any]]) -> None:
 # generator of TaskUpdates in the task's own thread (a task outlives any one connection: A2A
 # lets a client drop and resubscribe) and keeps a log of every event, so every subscriber gets
 # every update in order. Events are python-a2a Task dicts with metadata {"seq", "kind"}.
-import copy  # noqa: E402
-import uuid  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
 
-from python_a2a import A2AResponseError, Task, TaskState, TaskStatus  # noqa: E402
 
 FINAL_STATES = frozenset({TaskState.COMPLETED, TaskState.CANCELED, TaskState.FAILED})  # a task stream ends here
 
@@ -618,11 +720,11 @@ class _RpcProblem(RequestProblem):
 
 
 class _TaskRun:
-    """One task: its Task, the log of every event sent for it, and its work's _LiveStream."""
+    """One task: its Task, the log of every event sent for it, and its work's _AgentRun."""
 
-    def __init__(self, task: Task):
+    def __init__(self, task: Task, work: AsyncIterator):
         self.task = task
-        self.live = _LiveStream(asyncio.new_event_loop())
+        self.live = _AgentRun(work)
         self.events: list[dict] = []
         self.changed = threading.Condition()
 
@@ -848,23 +950,21 @@ class TaskStreamingAgent(StreamingAgent):
         message = parse_stream_request({"message": params.get("message")})
         task = Task(id=str(params.get("id") or uuid.uuid4()), session_id=params.get("sessionId"),
                     message=params.get("message"))
-        run = _TaskRun(task)
         with self._live_lock:
             if task.id in self._task_runs:
                 raise _RpcProblem(409, -32600, f"task id {task.id} is already in use")
-            self._task_runs[task.id] = run
-            self._live.add(run.live)  # close_streams() and live_streams now cover the task
+            run = self._task_runs[task.id] = _TaskRun(task, self.run_task(message))
+        self._track(run.live)  # close_streams() and live_streams now cover the task
         self.tasks[task.id] = task  # python-a2a's tasks/get sees it too
         run.publish("task")
-        threading.Thread(target=self._work, args=(run, message), name=f"task {task.id}", daemon=True).start()
+        threading.Thread(target=self._work, args=(run,), name=f"task {task.id}", daemon=True).start()
         return run
 
-    def _work(self, run: _TaskRun, message: Message) -> None:
+    def _work(self, run: _TaskRun) -> None:
         """Pull the agent's updates one by one; the way the generator ends decides the final state."""
-        agen = self.run_task(message)
         try:
             while True:
-                update = self._pull(run.live.loop, run.live, agen)
+                update = run.live.next(self.keepalive_seconds)
                 if update is not _PING:
                     self._publish_update(run, update)
         except StopAsyncIteration:
@@ -873,7 +973,8 @@ class TaskStreamingAgent(StreamingAgent):
             end = TaskStatus(state=TaskState.CANCELED, message=_agent_message(run.live.stop_reason or "canceled"))
         except Exception as exc:
             end = TaskStatus(state=TaskState.FAILED, message=_agent_message(f"{type(exc).__name__}: {exc}"))
-        self._finish(run.live.loop, run.live, agen, False)  # the agent's finally blocks run first
+        run.live.close()  # the agent's finally blocks run first
+        self._untrack(run.live)
         run.publish("status-update", end)
 
     @staticmethod

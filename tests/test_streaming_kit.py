@@ -316,3 +316,176 @@ def test_importing_the_kit_skips_optional_heavy_imports_but_allows_them_later():
              "print('openai' in sys.modules, 'langchain' in sys.modules); import openai; print('ok')") % str(ROOT)
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert result.stdout.split() == ["False", "False", "ok"], result.stderr
+
+
+# ---------------------------------------------------------------- the agent runs as one task
+CURRENT_USER = __import__("contextvars").ContextVar("current_user", default="unset")
+
+
+class ContextualAgent(kit.StreamingAgent):
+    """Sets a context variable and opens a timeout before its first yield, relies on both after."""
+
+    async def stream_response(self, message):
+        CURRENT_USER.set("alice")
+        yield "set "
+        yield CURRENT_USER.get()
+        try:
+            async with asyncio.timeout(0.2):  # spans a yield: only works if one task runs the agent
+                yield " waiting"
+                await asyncio.sleep(5)
+                yield " overslept"
+        except TimeoutError:
+            yield " timed out"
+
+
+def test_context_variables_and_timeouts_survive_a_yield():
+    with kit.serve(ContextualAgent()) as url:
+        text = "".join(kit.chunk_text(c) for c in asyncio.run(collect(url, "go")))
+    assert text == "set alice waiting timed out"
+
+
+class ProducerAgent(kit.StreamingAgent):
+    """Feeds its stream from a background task, the way many LLM bridges do."""
+
+    def __init__(self):
+        super().__init__()
+        self.producer_finished = threading.Event()
+
+    async def stream_response(self, message):
+        queue = asyncio.Queue()
+
+        async def produce():
+            try:
+                while True:
+                    await queue.put("tick ")
+                    await asyncio.sleep(0.01)
+            finally:
+                self.producer_finished.set()
+
+        asyncio.get_running_loop().create_task(produce())
+        while True:
+            yield await queue.get()
+
+
+@pytest.mark.timeout(30)
+def test_hang_up_also_ends_the_agents_background_tasks(capfd):
+    agent = ProducerAgent()
+    with kit.serve(agent) as url:
+        asyncio.run(take(url, 3))
+        assert agent.producer_finished.wait(10), "the producer task was left pending"
+        assert kit._wait_for(lambda: agent.live_streams == 0, seconds=10)
+    assert "Task was destroyed but it is pending" not in capfd.readouterr().err
+
+
+class StubbornAgent(kit.StreamingAgent):
+    """Catches its cancellation and returns quietly, as careless agent code does."""
+
+    async def stream_response(self, message):
+        yield "first "
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            return
+        yield "never"
+
+
+@pytest.mark.timeout(30)
+def test_a_stopped_stream_never_looks_complete_even_if_the_agent_swallows_the_cancel():
+    agent = StubbornAgent()
+    outcome = {}
+
+    def listen(url):
+        try:
+            outcome["chunks"] = asyncio.run(collect(url, "go"))
+        except A2AStreamingError as error:
+            outcome["error"] = str(error)
+
+    with kit.serve(agent) as url:
+        listener = threading.Thread(target=listen, args=(url,))
+        listener.start()
+        assert kit._wait_for(lambda: agent.live_streams == 1, seconds=10)
+        agent.close_streams("maintenance")
+        listener.join(10)
+    assert outcome == {"error": "maintenance"}
+
+
+def test_streams_arriving_during_shutdown_are_refused_with_an_error():
+    agent = CountingAgent()
+    with kit.serve(agent) as url:
+        agent.close_streams("server shutting down", refuse_new=True)
+        with pytest.raises(A2AStreamingError, match="server shutting down"):
+            asyncio.run(collect(url, "3"))
+        agent.close_streams(refuse_new=False)
+        expect_complete(url, 3)
+
+
+# ---------------------------------------------------------------- the client checks what it receives
+def serve_raw_sse(body: str):
+    """A server whose /stream answers with exactly this SSE text."""
+    from flask import Flask, Response
+    from werkzeug.serving import make_server
+    app = Flask("raw")
+    app.add_url_rule("/stream", "stream", lambda: Response(body, mimetype="text/event-stream"), methods=["POST"])
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def events(*chunks: dict) -> str:
+    return "".join(f"data: {__import__('json').dumps(chunk)}\n\n" for chunk in chunks)
+
+
+@pytest.mark.parametrize("body, outcome", [
+    (events({"content": "Hello ", "index": 0}, {"content": "world", "index": 1, "lastChunk": True}), "Hello world"),
+    (events({"content": "a", "index": 0}, {"content": "c", "index": 2}, {"content": "", "index": 3, "lastChunk": True}),
+     "chunk #2 arrived where #1 was due: chunk #1 lost"),
+    (events({"content": "a", "index": 0}, {"content": "a", "index": 0}), "chunk #0 arrived where #1 was due: a chunk repeated"),
+    (events({"text": "unnumbered "}, {"lastChunk": True}), "unnumbered "),
+], ids=["final event with text", "gap", "repeat", "unnumbered chunks"])
+def test_client_keeps_final_text_and_refuses_gaps_and_repeats(body, outcome):
+    server = serve_raw_sse(body)
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        try:
+            text = "".join(kit.chunk_text(c) for c in asyncio.run(collect(url, "go")))
+        except A2AStreamingError as error:
+            text = str(error)
+        assert text == outcome
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize("last_id", ["--3", "\u00b9", "1.5", "0x10"])
+def test_odd_resume_points_get_400(counting, last_id):
+    _, url = counting
+    request = urllib.request.Request(f"{url}/stream", data=b'{"content": {"type": "text", "text": "1"}}',
+                                     headers={"Content-Type": "application/json",
+                                              "Last-Event-ID": last_id.encode().decode("latin-1")})
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        urllib.request.urlopen(request, timeout=10)
+    assert answer.value.code == 400
+
+
+def test_oversized_body_without_a_length_gets_413(counting):
+    _, url = counting
+
+    def body():
+        yield b'{"content": {"type": "text", "text": "'
+        for _ in range(40):
+            yield b"x" * 65536
+        yield b'"}}'
+
+    request = urllib.request.Request(f"{url}/stream", data=body(), headers={"Content-Type": "application/json",
+                                                                             "Transfer-Encoding": "chunked"})
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        urllib.request.urlopen(request, timeout=10)
+    assert answer.value.code == 413
+
+
+def test_a2a_parts_messages_reach_the_agent_whole():
+    parsed = kit.parse_stream_request({"message": {"role": "user", "parts": [
+        {"kind": "text", "text": "first"}, {"kind": "text", "text": "second"}]}})
+    assert kit.message_text(parsed) == "first\nsecond"
+    with pytest.raises(kit.RequestProblem):
+        kit.parse_stream_request({"role": "user", "parts": [{"kind": "text", "text": 7}]})
