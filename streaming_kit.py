@@ -201,11 +201,14 @@ class _AgentRun:
         if self.stop_reason:
             raise asyncio.CancelledError
         if self._getter is None or self._getter.done():
+            if not self._handoff.empty():  # handed over while the loop last ran: no need to run it
+                return self._unpack(self._handoff.get_nowait())
             self._getter = self.loop.create_task(self._handoff.get())
         done, _ = self.loop.run_until_complete(asyncio.wait({self._getter}, timeout=idle_seconds))
-        if not done:
-            return _PING
-        is_chunk, value = self._getter.result()
+        return self._unpack(self._getter.result()) if done else _PING
+
+    def _unpack(self, item: tuple[bool, Any]) -> Any:
+        is_chunk, value = item
         if is_chunk:
             return value
         if value is not None:
