@@ -4,7 +4,9 @@
     python bench/bench_streaming.py --json out.json
 
 Figures: per-chunk latency (agent yield → client receipt), zero-delay throughput and loss,
-1/10/100 concurrent streams, and cold start of `basic_streaming.py --fast`.
+1/10/100 concurrent streams, and cold start of `basic_streaming.py --fast`. Each server runs
+in its own process (as in real use), so server and client do not share one GIL; both sides
+stamp time with the system-wide monotonic clock.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ async def timestamped_chunks(count: int, delay: float):
     for _ in range(count):
         if delay:
             await asyncio.sleep(delay)
-        yield f"{time.perf_counter():.9f}"
+        yield f"{time.monotonic():.9f}"
 
 
 class KitAgent(kit.StreamingAgent):
@@ -55,7 +57,7 @@ async def one_stream(url: str, count: int, delay: float) -> list[float]:
     latencies = []
     try:
         async for chunk in kit.StrictStreamingClient(url).stream_response(f"{count} {delay}"):
-            latencies.append(time.perf_counter() - float(kit.chunk_text(chunk)))
+            latencies.append(time.monotonic() - float(kit.chunk_text(chunk)))
     except A2AError:
         pass  # stock: the tail (and the end marker) never came
     return latencies
@@ -87,10 +89,16 @@ async def concurrent(url: str, streams: int, count: int = 50) -> dict:
             "median_ms": percentile(received, 0.5) * 1000, "p99_ms": percentile(received, 0.99) * 1000}
 
 
-def measure_server(agent) -> dict:
-    with kit.serve(agent) as url:
+def measure_server(kind: str) -> dict:
+    """Start the kind's server in a process of its own, measure it, stop it."""
+    server = subprocess.Popen([sys.executable, __file__, "--serve", kind], stdout=subprocess.PIPE, text=True)
+    try:
+        url = server.stdout.readline().rsplit(" at ", 1)[1].strip()  # "Serving ... at URL"
         return {"latency": asyncio.run(latency(url)), "throughput": asyncio.run(throughput(url)),
                 **{f"concurrent_{n}": asyncio.run(concurrent(url, n)) for n in (1, 10, 100)}}
+    finally:
+        server.terminate()
+        server.wait(10)
 
 
 def wall(command: list[str], env: dict | None = None, repeats: int = 3) -> float:
@@ -132,9 +140,12 @@ def _fmt(value) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--serve", choices=["kit", "stock"], help=argparse.SUPPRESS)  # the server process
     args = parser.parse_args()
     kit.quiet()
-    kit_figures, stock_figures = measure_server(KitAgent()), measure_server(StockAgent())
+    if args.serve:
+        return kit.serve_until_interrupted(KitAgent() if args.serve == "kit" else StockAgent(), "127.0.0.1", 0)
+    kit_figures, stock_figures = measure_server("kit"), measure_server("stock")
     start = cold_start()
     print_report(kit_figures, stock_figures, start)
     if args.json:
