@@ -10,7 +10,6 @@ Prints three tables (measures only; never passes or fails on time):
 """
 import argparse
 import asyncio
-import importlib.util
 import statistics
 import sys
 import time
@@ -19,16 +18,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
-import streaming_kit  # noqa: E402  (before anything from python_a2a)
-
-
-def load_demo():
-    """Import 02_advanced_streaming.py (its name starts with a digit)."""
-    spec = importlib.util.spec_from_file_location("advanced_streaming", ROOT / "02_advanced_streaming.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+import streaming_kit  # noqa: E402,F401  (before anything from python_a2a)
+from conftest import load_script  # noqa: E402
 
 
 def chunker_speed(demo) -> list[list[str]]:
@@ -87,7 +80,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=5, help="streams per strategy (default 5)")
     args = parser.parse_args()
     streaming_kit.quiet()
-    demo = load_demo()
+    demo = load_script("02_advanced_streaming.py")
     print("1. Chunker speed on 1 MB of text")
     streaming_kit.print_table(["strategy", "chunks", "speed"], chunker_speed(demo))
     print(f"\n2. Stream cost, sample text x10, no simulated delay, median of {args.repeat}")

@@ -12,7 +12,6 @@ Prints two tables (measures only; never passes or fails on time):
 """
 import argparse
 import asyncio
-import importlib.util
 import re
 import select
 import statistics
@@ -23,20 +22,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
 import streaming_kit  # noqa: E402,F401  (before anything from python_a2a)
+from conftest import load_script  # noqa: E402
 
 
-def load_demo():
-    """Import 06_distributed_streaming.py (its name starts with a digit)."""
-    spec = importlib.util.spec_from_file_location("distributed_streaming", ROOT / "06_distributed_streaming.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-demo = load_demo()
+demo = load_script("06_distributed_streaming.py")
 
 
 def failover_ms(kill_after: int) -> float:

@@ -257,20 +257,26 @@ def test_client_disconnect_closes_the_agent_generator(delay):
     assert kit._wait_for(lambda: threading.active_count() <= threads_before, seconds=10)
 
 
-@pytest.mark.timeout(30)
-def test_shutdown_ends_in_flight_streams_with_an_error():
-    agent = EndlessAgent(0.05)
+def listen_in_background(url: str, text: str) -> tuple[threading.Thread, dict]:
+    """Stream in a thread; the dict ends up with {"chunks": [...]} or {"error": "..."}."""
     outcome = {}
 
-    def listen(url):
+    def listen():
         try:
-            asyncio.run(take(url, 10_000))
+            outcome["chunks"] = asyncio.run(collect(url, text))
         except A2AStreamingError as error:
             outcome["error"] = str(error)
 
+    listener = threading.Thread(target=listen)
+    listener.start()
+    return listener, outcome
+
+
+@pytest.mark.timeout(30)
+def test_shutdown_ends_in_flight_streams_with_an_error():
+    agent = EndlessAgent(0.05)
     with kit.serve(agent) as url:
-        listener = threading.Thread(target=listen, args=(url,))
-        listener.start()
+        listener, outcome = listen_in_background(url, "go")
         assert kit._wait_for(lambda: agent.live_streams == 1, seconds=10)
     listener.join(10)
     assert outcome == {"error": "server shutting down"}
@@ -392,17 +398,8 @@ class StubbornAgent(kit.StreamingAgent):
 @pytest.mark.timeout(30)
 def test_a_stopped_stream_never_looks_complete_even_if_the_agent_swallows_the_cancel():
     agent = StubbornAgent()
-    outcome = {}
-
-    def listen(url):
-        try:
-            outcome["chunks"] = asyncio.run(collect(url, "go"))
-        except A2AStreamingError as error:
-            outcome["error"] = str(error)
-
     with kit.serve(agent) as url:
-        listener = threading.Thread(target=listen, args=(url,))
-        listener.start()
+        listener, outcome = listen_in_background(url, "go")
         assert kit._wait_for(lambda: agent.live_streams == 1, seconds=10)
         agent.close_streams("maintenance")
         listener.join(10)
