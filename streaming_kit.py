@@ -344,19 +344,22 @@ class StreamingAgent(A2AServer):
 
     def _read_stream_request(self) -> tuple[Message, int]:
         """The message and the resume point (Last-Event-ID: skip chunks up to that index)."""
+        last_id = _last_event_id()
+        return parse_stream_request(self._read_json_body()), (-1 if last_id is None else last_id)
+
+    def _read_json_body(self) -> Any:
+        """The request's JSON; RequestProblem 413 past max_body_bytes, 400 if it is not JSON."""
+        too_big = RequestProblem(413, f"request body over {self.max_body_bytes} bytes")
         if (request.content_length or 0) > self.max_body_bytes:
-            raise RequestProblem(413, f"request body over {self.max_body_bytes} bytes")
-        raw = request.stream.read(self.max_body_bytes + 1)  # bodies sent without a length too
+            raise too_big
+        request.max_content_length = self.max_body_bytes + 1  # a body without a length stops there
+        raw = request.get_data(cache=True)  # cached: python-a2a's own views may read it again
         if len(raw) > self.max_body_bytes:
-            raise RequestProblem(413, f"request body over {self.max_body_bytes} bytes")
+            raise too_big
         try:
-            body = json.loads(raw)
+            return json.loads(raw)
         except ValueError:
             raise RequestProblem(400, "request body is not valid JSON") from None
-        last_id = request.headers.get("Last-Event-ID", "").strip() or "-1"
-        if not re.fullmatch(r"-?[0-9]+", last_id):
-            raise RequestProblem(400, "Last-Event-ID must be a chunk index")
-        return parse_stream_request(body), int(last_id)
 
     def _sse_events(self, message: Message, after: int, sock: Any) -> Iterator[str]:
         """Run the agent's async generator and frame each chunk as SSE, then the lastChunk marker."""
@@ -388,6 +391,14 @@ class StreamingAgent(A2AServer):
         finally:
             run.close()  # the agent's finally blocks have run before the stream counts as over
             self._untrack(run)
+
+
+def _last_event_id() -> Optional[int]:
+    """The request's Last-Event-ID as a number (None when absent); RequestProblem(400) if not one."""
+    value = request.headers.get("Last-Event-ID", "").strip()
+    if value and not re.fullmatch(r"-?[0-9]+", value):
+        raise RequestProblem(400, "Last-Event-ID must be the number of the last event received")
+    return int(value) if value else None
 
 
 @contextlib.contextmanager
@@ -923,9 +934,10 @@ class TaskStreamingAgent(StreamingAgent):
 
     def _read_rpc(self, bare_method: str) -> tuple[Any, str, dict]:
         """(id, method, params) of a JSON-RPC body; a bare Task (python-a2a's client, §17) also works."""
-        if (request.content_length or 0) > self.max_body_bytes:
-            raise _RpcProblem(413, -32600, f"request body over {self.max_body_bytes} bytes")
-        body = request.get_json(force=True, silent=True)
+        try:
+            body = self._read_json_body()
+        except RequestProblem as problem:
+            raise _RpcProblem(problem.status, -32700 if problem.status == 400 else -32600, str(problem)) from None
         if not isinstance(body, dict):
             raise _RpcProblem(400, -32700, "request body must be a JSON object")
         if "jsonrpc" not in body:
@@ -935,10 +947,10 @@ class TaskStreamingAgent(StreamingAgent):
         return body.get("id"), body["method"], body["params"]
 
     def _last_event_id(self) -> Optional[int]:
-        value = request.headers.get("Last-Event-ID", "").strip()
-        if value and not value.isdigit():
-            raise _RpcProblem(400, -32602, "Last-Event-ID must be the seq of the last update seen")
-        return int(value) if value else None
+        try:
+            return _last_event_id()
+        except RequestProblem:
+            raise _RpcProblem(400, -32602, "Last-Event-ID must be the seq of the last update seen") from None
 
     def _find_run(self, params: dict) -> _TaskRun:
         if not params.get("id"):
