@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import copy
+import errno
 import importlib.abc
 import importlib.machinery
 import json
@@ -407,8 +408,13 @@ def serve(agent: A2AServer, host: str = "127.0.0.1", port: int = 0) -> Iterator[
 
     Port 0 picks a free port. On exit, in-flight streams are ended and the server stopped.
     """
-    server = make_server(host, port, _a2a_http.create_flask_app(agent), threaded=True)
-    url = f"http://{host}:{server.server_port}"
+    # Bind the socket here: werkzeug would print and sys.exit(1) on a busy port; this raises OSError.
+    listener = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        server = make_server(host, port, _a2a_http.create_flask_app(agent), threaded=True, fd=listener.fileno())
+    finally:
+        listener.close()  # werkzeug works on its own duplicate of the socket
+    url = f"http://{host}:{server.port}"
     if hasattr(agent, "agent_card"):
         agent.agent_card.url = url
     if isinstance(agent, StreamingAgent):
@@ -635,7 +641,9 @@ def run_demo(args: argparse.Namespace, make_agent: Callable[[], A2AServer],
         return 1
     except OSError as exc:  # e.g. --serve on a port that is taken
         where = f" on {args.host}:{args.port}" if args.serve else ""
-        print(paint(f"error: cannot serve{where}: {exc.strerror or exc}", "red"), file=sys.stderr)
+        hint = "; choose another --port, or --port 0 for any free one" if exc.errno == errno.EADDRINUSE else ""
+        print(paint(f"error: cannot serve{where}: {os.strerror(exc.errno) if exc.errno else exc}{hint}", "red"),
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -930,6 +938,9 @@ class TaskStreamingAgent(StreamingAgent):
             raise _RpcProblem(409, -32002, f"task {run.task.id} is already {state}: it cannot be canceled")
         run.live.stop("canceled by the client")
         run.wait_final(self.cancel_wait_seconds)
+        if run.final and run.task.status.state != TaskState.CANCELED:  # it ended first, on its own
+            state = a2a_state(run.task.status.state)
+            raise _RpcProblem(409, -32002, f"task {run.task.id} ended {state} before the cancel took effect")
         return run
 
     def _read_rpc(self, bare_method: str) -> tuple[Any, str, dict]:

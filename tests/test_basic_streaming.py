@@ -64,3 +64,13 @@ def test_help_shows_an_example_command_line():
     result = run_script("basic_streaming.py", "--help")
     assert result.returncode == 0
     assert "python basic_streaming.py --serve" in result.stdout
+
+
+def test_serve_on_a_busy_port_exits_1_with_a_clear_message():
+    import socket
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = str(taken.getsockname()[1])
+        result = run_script("basic_streaming.py", "--serve", "--port", port)
+    assert result.returncode == 1
+    assert f"error: cannot serve on 127.0.0.1:{port}: Address already in use" in result.stderr
+    assert "--port 0" in result.stderr and "Traceback" not in result.stderr
