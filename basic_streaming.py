@@ -19,7 +19,7 @@ DEFAULT_PORT = 8100
 
 
 # --- the agent: an async generator of text chunks -------------------------------
-class EchoStreamer(StreamingAgent):
+class WordStreamer(StreamingAgent):
     """Answers any question with a short explanation, one word at a time."""
 
     def __init__(self, delay: float = 0.05):
@@ -41,16 +41,17 @@ async def ask(url: str) -> int:
         first_at = first_at or time.perf_counter()
         received.append(chunk_text(chunk))
         print(received[-1], end="", flush=True)
+    total, first = time.perf_counter() - started, (first_at or started) - started
     intact = "".join(received).strip() == ANSWER  # the kit already raised on any loss
-    print(f"\n\n{len(received)} chunks, {len(ANSWER)} characters, first after {(first_at or time.perf_counter()) - started:.2f} s, "
-          f"all in {time.perf_counter() - started:.2f} s: "
-          + ("every word arrived, in order" if intact else "the answer arrived changed"))
+    verdict = "every word arrived, in order" if intact else "the answer arrived changed"
+    print(f"\n\n{len(received)} chunks, {len(ANSWER)} characters, first after {first:.2f} s, "
+          f"all in {total:.2f} s: {verdict}")
     return 0 if intact else 1
 
 
 def main(argv=None) -> int:
     args = demo_parser(__doc__.split("\n")[0], DEFAULT_PORT).parse_args(argv)
-    return run_demo(args, lambda: EchoStreamer(delay=0 if args.fast else 0.05), ask)
+    return run_demo(args, lambda: WordStreamer(delay=0 if args.fast else 0.05), ask)
 
 
 if __name__ == "__main__":

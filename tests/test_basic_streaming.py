@@ -20,7 +20,7 @@ def test_demo_prints_the_whole_answer_and_a_summary():
 
 def test_agent_streams_the_answer_word_by_word():
     async def words():
-        return [chunk async for chunk in basic.EchoStreamer(delay=0).stream_response(kit.text_message("?"))]
+        return [chunk async for chunk in basic.WordStreamer(delay=0).stream_response(kit.text_message("?"))]
     chunks = asyncio.run(words())
     assert len(chunks) == len(basic.ANSWER.split(" "))
     assert "".join(chunks).strip() == basic.ANSWER
