@@ -6,13 +6,16 @@ What you'll see (`python 06_distributed_streaming.py`, about 14 s; `--fast` abou
   * balance    round-robin and least-active-streams balancing done by the client with
                aiohttp, and a health check that takes a killed replica out of rotation
                and puts it back once it is restarted;
-  * aggregate  one request fanned out to every replica at once, the streams merged live
-               and tagged by source; one replica is frozen (SIGSTOP) mid-stream and its
-               per-source timeout ends it without stalling the others;
+  * aggregate  one question split into parts, part i asked of replica i, all at once (so
+               each replica gets its own prompt, "... (part i of n)"); the streams are
+               merged live, tagged by source, and the combined result is the parts joined
+               in order; one replica is frozen (SIGSTOP) mid-stream and its per-source
+               timeout ends it without stalling the others;
   * failover   the replica serving a stream is killed (SIGKILL) mid-stream; the client
                resumes on another replica after the last chunk it holds (Last-Event-ID)
                and proves "0 lost, 0 duplicated, text identical";
-  * a per-replica metrics table (requests, streams, chunks, errors, latency) and a verdict.
+  * a per-replica metrics table (requests, streams, chunks, errors, time to first chunk and
+    gap between chunks, p50/p95) and a verdict.
 
 Other ways to run it:
   --serve [--port 8106]     one replica, until Ctrl-C (run several on different ports)
@@ -29,9 +32,12 @@ import contextlib
 import hashlib
 import json
 import select
+import math
 import signal
+import statistics
 import subprocess
 import sys
+import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -193,16 +199,16 @@ class Replica:
                 "requests": self.requests, "active_streams": self.active, "peak_active_streams": self.peak_active,
                 "chunks": self.chunks, "errors": self.errors, "healthy": self.healthy,
                 "first_chunk_ms_p50": percentile(self.first_chunk_ms, 50),
+                "first_chunk_ms_p95": percentile(self.first_chunk_ms, 95),
                 "chunk_gap_ms_p50": percentile(self.chunk_gap_ms, 50),
                 "chunk_gap_ms_p95": percentile(self.chunk_gap_ms, 95)}
 
 
-def percentile(values: list, q: float) -> Optional[float]:
-    """The q-th percentile (nearest rank), rounded to 0.1; None without data."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, int(len(ordered) * q / 100))], 1)
+def percentile(values: list, q: int) -> Optional[float]:
+    """The q-th percentile (1-99) by the standard library, rounded to 0.1; None without data."""
+    if len(values) < 2:  # statistics.quantiles needs two points; one value is every percentile
+        return round(values[0], 1) if values else None
+    return round(statistics.quantiles(values, n=100, method="inclusive")[q - 1], 1)
 
 
 class NoHealthyReplica(A2AError):
@@ -286,6 +292,11 @@ class StreamResult:
     served_by: list = field(default_factory=list)
     failovers: list = field(default_factory=list)  # (replica name, last index held, error)
     complete: bool = False
+    gave_up: str = ""  # why the stream ended without its final marker, if it did
+
+    @property
+    def first_server(self) -> str:
+        return self.served_by[0] if self.served_by else "no replica"
 
     @property
     def text(self) -> str:
@@ -308,7 +319,11 @@ async def stream_with_failover(balancer: Balancer, prompt: str, on_chunk: Option
     """One answer, resumed on the next replica after the last chunk held if a replica fails."""
     result = StreamResult(prompt)
     for _ in range(len(balancer.replicas)):
-        replica = balancer.pick()
+        try:
+            replica = balancer.pick()
+        except NoHealthyReplica as exc:  # every replica failed: an outcome to report, not a crash
+            result.gave_up = str(exc)
+            return result
         result.served_by.append(replica.name)
         last_held = result.indices[-1] if result.indices else None  # the resume point
         try:
@@ -324,7 +339,21 @@ async def stream_with_failover(balancer: Balancer, prompt: str, on_chunk: Option
             balancer.mark_down(replica, type(exc).__name__)
             result.failovers.append((replica.name, result.indices[-1] if result.indices else None,
                                      f"{type(exc).__name__}: {exc}"))
+    result.gave_up = f"{len(result.failovers)} replica(s) tried, every one failed"
     return result
+
+
+def shorten(text: str, width: int = 160) -> str:
+    """One line of at most `width` characters, cut at a word boundary (error messages can be long)."""
+    return textwrap.shorten(text, width, placeholder=" ...")
+
+
+def print_failures(results: list[StreamResult]) -> None:
+    """Why streams broke off: each distinct reason once, on its own line, so the user sees it."""
+    reasons = dict.fromkeys(f"{name}: {error}" for r in results for name, _, error in r.failovers)
+    reasons.update(dict.fromkeys(f"gave up: {r.gave_up}" for r in results if r.gave_up and not r.complete))
+    for reason in reasons:
+        print(paint(f"  ! {shorten(reason)}", "yellow"))
 
 
 # ---------------------------------------------------------------- the modes
@@ -350,8 +379,9 @@ async def run_single(balancer: Balancer, prompt: str) -> list[Check]:
     result = await stream_with_failover(balancer, prompt, on_chunk=tag)
     seconds = time.perf_counter() - started
     ok = result.complete and result.indices == list(range(CHUNKS)) and not result.failovers
+    print_failures([result])
     print(f"  {len(result.indices)} chunks, {len(result.text)} characters in {seconds:.2f} s from "
-          f"{', '.join(result.served_by)}; final marker {'seen' if result.complete else 'MISSING'}")
+          f"{', '.join(result.served_by) or 'no replica'}; final marker {'seen' if result.complete else 'MISSING'}")
     return [Check("single", f"{CHUNKS} chunks in order + final marker", ok)]
 
 
@@ -377,35 +407,60 @@ def all_complete(results: list[StreamResult]) -> bool:
     return all(r.complete and r.indices == list(range(CHUNKS)) for r in results)
 
 
+def healthy_replicas(balancer: Balancer) -> list[Replica]:
+    """The replicas in rotation; the balance checks judge only these (a dead one is rightly skipped)."""
+    return [r for r in balancer.replicas if r.healthy]
+
+
+def say_who_is_down(balancer: Balancer) -> None:
+    down = [r.name for r in balancer.replicas if not r.healthy]
+    if down:
+        print(paint(f"  ({', '.join(down)} down: skipped, and judged over the "
+                    f"{len(healthy_replicas(balancer))} healthy replicas)", "yellow"))
+
+
 async def round_robin_round(balancer: Balancer, prompt: str) -> Check:
     balancer.strategy = "round-robin"
-    count = 2 * len(balancer.replicas)
-    heading(f"balance: round-robin, {count} concurrent requests")
+    heading("balance: round-robin, two concurrent requests per healthy replica")
     await balancer.check_health()
-    results = await spread(balancer, prompt, count)
+    say_who_is_down(balancer)
+    healthy = healthy_replicas(balancer)
+    results = await spread(balancer, prompt, 2 * len(healthy))
     print(f"  served by: {served_line(results)}")
-    order = [r.served_by[0] for r in results]
-    in_turn = order == order[:len(balancer.replicas)] * 2 and set(order) == {r.name for r in balancer.replicas}
-    ok = all_complete(results) and in_turn
+    print_failures(results)
+    order = [r.first_server for r in results]
+    in_turn = order == order[:len(healthy)] * 2 and set(order) == {r.name for r in healthy}
+    ok = bool(healthy) and all_complete(results) and in_turn
     return Check("balance", "round-robin: each replica in turn, every stream complete", ok)
 
 
 async def least_active_round(balancer: Balancer, prompt: str) -> Check:
     balancer.strategy = "least-active"
-    busy = balancer.replicas[0]
+    healthy = healthy_replicas(balancer)
+    busy, others = (healthy or balancer.replicas)[0], healthy[1:]
     heading(f"balance: least-active, while {busy.name} is busy with a stream")
+    say_who_is_down(balancer)
+    what = f"least-active: new streams avoid the busy {busy.name}"
     first_chunk = asyncio.Event()
     busy_stream = asyncio.create_task(stream_with_failover(balancer, f"{prompt} (busy)",
                                                            on_chunk=lambda r, c: first_chunk.set()))
-    await first_chunk.wait()
-    others = len(balancer.replicas) - 1
-    results = await spread(balancer, prompt, others)
-    await busy_stream
-    print(f"  busy stream on {busy_stream.result().served_by[0]}; the next {others} requests went to: "
+    # Wait for the busy stream's first chunk, or for its end: a stream that fails before
+    # sending anything would otherwise leave us waiting for that chunk for ever.
+    chunk_seen = asyncio.create_task(first_chunk.wait())
+    await asyncio.wait({busy_stream, chunk_seen}, return_when=asyncio.FIRST_COMPLETED)
+    chunk_seen.cancel()
+    if not first_chunk.is_set():
+        print_failures([busy_stream.result()])
+        print(paint("  the busy stream ended before its first chunk: nothing to balance around", "red"))
+        return Check("balance", what, False)
+    results = await spread(balancer, prompt, len(others))
+    busy_result = await busy_stream
+    print(f"  busy stream on {busy_result.first_server}; the next {len(others)} requests went to: "
           f"{served_line(results)}")
-    ok = (busy_stream.result().served_by == [busy.name] and all_complete(results)
-          and [r.served_by[0] for r in results] == [r.name for r in balancer.replicas[1:]])
-    return Check("balance", f"least-active: new streams avoid the busy {busy.name}", ok)
+    print_failures([busy_result, *results])
+    ok = (busy_result.served_by == [busy.name] and all_complete(results)
+          and [r.first_server for r in results] == [r.name for r in others])
+    return Check("balance", what, ok)
 
 
 async def dead_replica_round(balancer: Balancer, prompt: str) -> list[Check]:
@@ -431,7 +486,8 @@ async def dead_replica_round(balancer: Balancer, prompt: str) -> list[Check]:
 async def run_aggregate(balancer: Balancer, prompt: str, source_timeout: float) -> list[Check]:
     sources = [r for r in balancer.replicas if r.healthy]
     frozen = sources[-1] if len(sources) > 1 and sources[-1].process else None
-    heading(f"aggregate: one request fanned out to {len(sources)} replicas, {source_timeout:g} s per-source timeout")
+    heading(f"aggregate: one question in {len(sources)} parts, part i asked of replica i, all at once; "
+            f"{source_timeout:g} s per-source timeout")
     if frozen:
         print(f"  ({frozen.name} will freeze after chunk {FREEZE_AFTER_CHUNK}: a stuck source)")
 
@@ -469,13 +525,13 @@ async def fan_out(balancer: Balancer, sources: list[Replica], prompt: str, sourc
 
 
 def aggregate_checks(parts: dict[str, tuple[StreamResult, str]], frozen: Optional[Replica]) -> list[Check]:
-    rows = [[name, len(result.indices), status if len(status) < 50 else status[:47] + "..."]
-            for name, (result, status) in parts.items()]
+    rows = [[name, len(result.indices), shorten(status, 60)] for name, (result, status) in parts.items()]
     print()
     print_table(["source", "chunks", "status"], rows)
     whole = [r for name, (r, _) in parts.items() if not (frozen and name == frozen.name)]
     combined = "".join(r.text for r, _ in parts.values())
-    print(f"  combined result: {sum(r.complete for r, _ in parts.values())} of {len(parts)} parts, "
+    print(f"  combined result (the parts joined in order): {sum(r.complete for r, _ in parts.values())} "
+          f"of {len(parts)} parts, "
           f"{combined.count(chr(10))} lines, {len(combined)} characters")
     checks = [Check("aggregate", "every live source: complete, its chunks in order",
                     all(r.complete and r.indices == list(range(CHUNKS)) for r in whole))]
@@ -517,7 +573,8 @@ async def run_failover(balancer: Balancer, prompt: str) -> list[Check]:
 
 def failover_checks(result: StreamResult, reference: StreamResult, killed: list) -> list[Check]:
     for name, held, error in result.failovers:
-        print(f"  {name} broke off after chunk {held} ({error[:70]}); resumed on the next replica")
+        print(f"  {name} broke off after chunk {held}; resumed on the next replica. Its error:")
+        print(f"    {shorten(error)}")
     identical = result.text == reference.text
     resumed_at = result.failovers[0][1] if result.failovers else None
     print(paint(f"  failover after chunk {resumed_at}: {result.lost} lost, {result.duplicated} duplicated, "
@@ -559,10 +616,11 @@ async def run_modes(balancer: Balancer, modes: list[str], prompt: str, source_ti
 def report(balancer: Balancer, checks: list[Check], report_path: Optional[str]) -> int:
     heading("per-replica metrics (measured by the client)")
     rows = [[m["replica"], m["requests"], m["peak_active_streams"], m["chunks"], m["errors"],
-             m["first_chunk_ms_p50"], m["chunk_gap_ms_p50"], m["chunk_gap_ms_p95"], "up" if m["healthy"] else "down"]
+             m["first_chunk_ms_p50"], m["first_chunk_ms_p95"], m["chunk_gap_ms_p50"], m["chunk_gap_ms_p95"],
+             "up" if m["healthy"] else "down"]
             for m in (r.metrics() for r in balancer.replicas)]
     print_table(["replica", "requests", "peak active", "chunks", "errors", "1st chunk p50 ms",
-                 "gap p50 ms", "gap p95 ms", "health"], rows)
+                 "1st chunk p95 ms", "gap p50 ms", "gap p95 ms", "health"], rows)
     heading("summary")
     print_table(["mode", "check", "verdict"],
                 [[c.mode, c.what, paint("PASS", "green") if c.ok else paint("FAIL", "red")] for c in checks])
@@ -574,12 +632,23 @@ def report(balancer: Balancer, checks: list[Check], report_path: Optional[str]) 
     return 0 if checks and all(c.ok for c in checks) else 1
 
 
+def positive_seconds(value: str) -> float:
+    """argparse type: a finite number of seconds above 0 (float() also accepts "nan" and "inf")."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, got {value!r}")
+    return seconds
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = demo_parser(__doc__.split("\n")[0], DEFAULT_PORT, many_urls=True)
     parser.epilog += "\n  python %s --url http://127.0.0.1:8106 --url http://127.0.0.1:8107" % parser.prog
     parser.add_argument("--mode", choices=MODES + ("all",), default="all", help="which part to run (default all)")
     parser.add_argument("--replicas", type=int, default=3, help="replica processes to start (2-8, default 3)")
-    parser.add_argument("--source-timeout", type=float, default=2.0, metavar="SECONDS",
+    parser.add_argument("--source-timeout", type=positive_seconds, default=2.0, metavar="SECONDS",
                         help="aggregate: a source silent this long is cut off (default 2)")
     parser.add_argument("--report", metavar="FILE.json", help="also write the metrics and checks as JSON")
     return parser
@@ -605,8 +674,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
     if not 2 <= args.replicas <= 8:
         parser.error("--replicas must be between 2 and 8")
-    if args.source_timeout <= 0:
-        parser.error("--source-timeout must be positive")
     if args.url and args.mode == "failover":
         parser.error("--mode failover kills a replica, so it needs replicas this script starts: drop --url")
     if not args.verbose:

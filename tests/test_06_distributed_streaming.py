@@ -9,6 +9,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -95,7 +96,7 @@ def test_fast_run_passes_every_check_and_leaves_no_process(tmp_path):
     assert library_noise(output) == [] and result.stderr == ""
     document = json.loads(report.read_text())
     assert document["passed"] is True and len(document["replicas"]) == 3
-    assert all(r["requests"] > 0 and r["chunks"] > 0 for r in document["replicas"])
+    assert all(r["requests"] > 0 and r["chunks"] > 0 and r["first_chunk_ms_p95"] for r in document["replicas"])
     pids = {int(p) for p in re.findall(r"pid (\d+)", result.stdout)}
     assert len(pids) == 4  # three replicas and the restarted one
     assert wait_gone(pids) == [], "orphan replica processes"
@@ -136,11 +137,47 @@ def test_interrupt_stops_every_replica(stop_signal, tmp_path):
 
 def test_bad_arguments_exit_2(capsys):
     for argv in (["--replicas", "1"], ["--url", "localhost:8106"], ["--mode", "chaos"],
-                 ["--url", "http://127.0.0.1:1", "--mode", "failover"], ["--source-timeout", "0"]):
+                 ["--url", "http://127.0.0.1:1", "--mode", "failover"], ["--source-timeout", "0"],
+                 ["--source-timeout", "nan"], ["--source-timeout", "inf"], ["--source-timeout", "-1"]):
         with pytest.raises(SystemExit) as exit_info:
             demo.main(argv)
         assert exit_info.value.code == 2, argv
-    assert "needs replicas this script starts" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "needs replicas this script starts" in err and "expected a number of seconds above 0, got 'nan'" in err
+
+
+@pytest.fixture
+def overloaded_url():
+    """A server that looks healthy (GET /agent.json: 200) but refuses every stream (HTTP 503)."""
+    from flask import Flask
+    from werkzeug.serving import make_server
+    app = Flask("overloaded")
+
+    @app.get("/agent.json")
+    def card():
+        return {"name": "overloaded"}
+
+    @app.post("/stream")
+    def refuse():
+        return {"error": "overloaded, try later"}, 503
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)  # bound here: connections queue until served
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    thread.join()
+
+
+@pytest.mark.timeout(30)
+def test_replica_refusing_every_stream_ends_in_a_clear_fail(overloaded_url, capsys, caplog):
+    """Every mode fails with the server's reason shown; none hangs, none leaves a traceback."""
+    assert demo.main(["--url", overloaded_url]) == 1
+    captured = capsys.readouterr()
+    assert 'HTTP 503 from ' + overloaded_url + '/stream: {"error":"overloaded, try later"}' in captured.out
+    assert "the busy stream ended before its first chunk" in captured.out
+    assert "PASS" not in captured.out and captured.out.count("FAIL") == 4
+    assert "Traceback" not in captured.err and "never retrieved" not in caplog.text
 
 
 @pytest.mark.timeout(30)
@@ -156,12 +193,12 @@ def test_url_can_be_given_several_times():
 
 # ---------------------------------------------------------------- the parts, against real processes
 @pytest.mark.timeout(60)
-def test_url_mode_balances_over_running_replicas(replicas, capsys):
-    argv = [a for r in replicas[:2] for a in ("--url", r.url)] + ["--mode", "balance"]
-    assert demo.main(argv) == 0
+def test_url_mode_balances_over_running_replicas_and_judges_only_healthy_ones(replicas, capsys):
+    urls = [replicas[0].url, "http://127.0.0.1:1", replicas[1].url]  # the second one is down
+    assert demo.main([a for url in urls for a in ("--url", url)] + ["--mode", "balance"]) == 0
     out = capsys.readouterr().out
-    assert "served by: " in out and "skipping the kill-and-restart" in out
-    assert "replica-3" not in out  # only the two given URLs are used
+    assert "(replica-2 down: skipped, and judged over the 2 healthy replicas)" in out
+    assert "served by: replica-1 replica-3 replica-1 replica-3" in out and "skipping the kill-and-restart" in out
 
 
 @pytest.mark.timeout(60)
@@ -277,7 +314,8 @@ def test_failover_check_fails_on_a_wrong_resume_point(fresh_replicas, monkeypatc
 def test_lost_and_duplicated_counts():
     assert (demo.StreamResult("", indices=[0, 1, 2, 1, 2, 3]).duplicated,
             demo.StreamResult("", indices=[0, 1, 3, 4]).lost) == (2, 1)
-    assert demo.percentile([5.0, 1.0, 3.0, 2.0, 4.0], 50) == 3.0 and demo.percentile([], 95) is None
+    assert [demo.percentile([5.0, 1.0, 3.0, 2.0, 4.0], q) for q in (50, 95)] == [3.0, 4.8]
+    assert demo.percentile([7.0], 95) == 7.0 and demo.percentile([], 95) is None
 
 
 # ---------------------------------------------------------------- the production path
