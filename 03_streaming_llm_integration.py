@@ -8,13 +8,18 @@ What you'll see (offline, no keys needed):
   3. a fallback: the first provider fails before its first token, the second stalls, the third
      answers - the client gets that answer once, with no text from the failed attempts;
   4. a provider that fails mid-stream: the A2A stream ends with an error event and the client
-     shows the text so far, marked partial;
+     shows every word written so far, marked partial (only an unfinished word that could be the
+     start of a secret is withheld, and the error says so);
   5. a per-provider table: tokens, time to first token, tokens/s, stop reason, verdict.
 
 Real mode: `--provider openai` (or anthropic, bedrock; repeatable) sends that provider's runs to
-the real API through its official SDK (OPENAI_API_KEY, ANTHROPIC_API_KEY, AWS credentials; the
-SDKs honour OPENAI_BASE_URL / ANTHROPIC_BASE_URL). Providers you do not name stay simulated, so
-the failure scenarios still run on them. Credentials alone never switch a run to the network.
+the real API through its official SDK (OPENAI_API_KEY, ANTHROPIC_API_KEY, AWS credentials and
+region; the SDKs honour OPENAI_BASE_URL / ANTHROPIC_BASE_URL). Providers you do not name stay
+simulated, so the failure scenarios still run on them. Only --provider switches to real mode:
+credentials in your environment alone never send a run to the network (or cost money), so the
+plain command stays offline whatever keys you have set. A missing SDK, key or region is a usage
+error (exit 2), and so is --provider with --url (the agent then runs elsewhere: give --provider
+to its --serve).
 
 Callers steer a request with the A2A message's metadata (all optional): "providers" (the
 fallback order), "faults" (simulated providers only: {"openai": "error_mid_stream"}) and
@@ -28,15 +33,17 @@ import os
 import random
 import re
 import sys
+import threading
 import time
 from contextlib import aclosing
 from dataclasses import dataclass, field
+from importlib.util import find_spec
 from typing import Any, AsyncIterator, Callable, Iterable, Optional
 
 import streaming_kit  # noqa: F401  (first: keeps `import python_a2a` fast)
-from python_a2a import A2AStreamingError, Message, Metadata
+from python_a2a import A2AStreamingError, Message
 from streaming_kit import (StreamingAgent, StrictStreamingClient, chunk_text, demo_parser, message_text, paint,
-                           print_table, run_demo, text_message)
+                           print_table, quiet, run_demo, text_message)
 
 DEFAULT_PORT = 8103
 PROVIDERS = ("openai", "anthropic", "bedrock")
@@ -57,7 +64,17 @@ class ProviderStalled(ProviderError):
 
 
 class ProviderStreamError(Exception):
-    """A provider failed after its first token: the answer so far is partial."""
+    """A provider failed after its first token: the answer so far is partial.
+
+    Transforms that held text back when the stream broke add a note saying what they did with it.
+    """
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.notes: list[str] = []
+
+    def __str__(self) -> str:
+        return "; ".join([super().__str__(), *self.notes])
 
 
 class AllProvidersFailed(Exception):
@@ -131,7 +148,12 @@ async def each_event(events: Any) -> AsyncIterator[Any]:
 
 # ---------------------------------------------------------------- 2. one adapter per provider
 async def openai_text(chunks: Any, run: ProviderRun) -> AsyncIterator[str]:
-    """OpenAI Chat Completions chunks -> text. Usage comes in a last chunk with `choices: []`."""
+    """OpenAI Chat Completions chunks -> text. Usage comes in a last chunk with `choices: []`.
+
+    A model that declines streams its explanation in `delta.refusal` instead of `delta.content`
+    (and still finishes with "stop"): we forward that text and report the stop reason "refusal".
+    """
+    refused = False
     async for chunk in each_event(chunks):
         if field_of(chunk, "error"):  # the SDK raises on this itself; raw dicts carry it
             error = field_of(chunk, "error")
@@ -142,12 +164,19 @@ async def openai_text(chunks: Any, run: ProviderRun) -> AsyncIterator[str]:
         for choice in field_of(chunk, "choices") or []:
             if field_of(choice, "index", 0) != 0:  # n > 1: stream the first choice only
                 continue
-            if text := field_of(field_of(choice, "delta"), "content"):
+            delta = field_of(choice, "delta")
+            if refusal := field_of(delta, "refusal"):
+                refused = True
+                run.text_events += 1
+                yield refusal
+            if text := field_of(delta, "content"):
                 run.text_events += 1
                 yield text
             run.record_stop(field_of(choice, "finish_reason"))
     if not run.raw_stop_reason:
         raise ProviderError("OpenAI stream ended without a finish_reason: it was cut off")
+    if refused:
+        run.record_stop("refusal")
 
 
 async def anthropic_text(events: Any, run: ProviderRun) -> AsyncIterator[str]:
@@ -295,7 +324,9 @@ async def simulate(provider: str, prompt: str, pace: Pace, fault: Optional[str] 
 
 
 # ---------------------------------------------------------------- 4. real providers (optional SDKs, lazy imports)
-async def real_openai_events(prompt: str) -> AsyncIterator[Any]:
+# Each takes the stall limit too: an SDK that reads in a thread (boto3) cannot be interrupted by
+# asyncio, so its own socket timeout must be no longer than our stall limit.
+async def real_openai_events(prompt: str, stall_seconds: float = 10.0) -> AsyncIterator[Any]:
     """ChatCompletionChunk objects from the real API (or any OPENAI_BASE_URL)."""
     import openai  # imported here: the offline demo never pays for it
     async with openai.AsyncOpenAI(max_retries=0) as client:  # the fallback chain is our retry policy
@@ -306,7 +337,7 @@ async def real_openai_events(prompt: str) -> AsyncIterator[Any]:
             yield chunk
 
 
-async def real_anthropic_events(prompt: str) -> AsyncIterator[Any]:
+async def real_anthropic_events(prompt: str, stall_seconds: float = 10.0) -> AsyncIterator[Any]:
     """RawMessageStreamEvent objects from the real API (or any ANTHROPIC_BASE_URL)."""
     import anthropic
     async with anthropic.AsyncAnthropic(max_retries=0) as client:
@@ -316,50 +347,69 @@ async def real_anthropic_events(prompt: str) -> AsyncIterator[Any]:
             yield event
 
 
-async def real_bedrock_events(prompt: str) -> AsyncIterator[Any]:
+async def real_bedrock_events(prompt: str, stall_seconds: float = 10.0) -> AsyncIterator[Any]:
     """The event dicts of boto3's converse_stream (a blocking iterator, read in a worker thread)."""
     import boto3
-    client = boto3.client("bedrock-runtime")
+    from botocore.config import Config
+    # read_timeout: the worker thread's socket read gives up once we have given up on it (botocore's
+    # default is 60 s). total_max_attempts=1: no retries, like max_retries=0 above.
+    config = Config(read_timeout=stall_seconds, retries={"total_max_attempts": 1})
+    client = boto3.client("bedrock-runtime", config=config)
     response = await asyncio.to_thread(client.converse_stream, modelId=MODELS["bedrock"],
                                        messages=[{"role": "user", "content": [{"text": prompt}]}])
+    stream = response["stream"]
     try:
-        async for event in each_event(response["stream"]):
+        async for event in each_event(stream):
             yield event
     finally:
-        response["stream"].close()  # a hang-up or stall stops the download too
+        # A hang-up or stall stops the download too. close() waits for the worker thread's pending
+        # read, so it must not run on the event loop: that would freeze the fallback until the read ends.
+        threading.Thread(target=stream.close, name="close bedrock stream", daemon=True).start()
 
 
 SDK_MODULES = {"openai": "openai", "anthropic": "anthropic", "bedrock": "boto3"}
 REAL_EVENTS = {"openai": real_openai_events, "anthropic": real_anthropic_events, "bedrock": real_bedrock_events}
 
 
-def missing_credentials(provider: str) -> Optional[str]:
-    """Why real mode cannot run for this provider, or None when it can."""
+def cannot_use_real(provider: str) -> Optional[str]:
+    """Why real mode cannot run for this provider (SDK, credentials, region), or None when it can.
+
+    Checked when the arguments are parsed, so a missing piece is a clear usage error (exit 2)
+    instead of a traceback in the middle of the demo.
+    """
+    if find_spec(SDK_MODULES[provider]) is None:
+        return f"the {SDK_MODULES[provider]} SDK is not installed: pip install {SDK_MODULES[provider]}"
     if provider == "openai" and not os.environ.get("OPENAI_API_KEY"):
         return "set OPENAI_API_KEY"
     if provider == "anthropic" and not os.environ.get("ANTHROPIC_API_KEY"):
         return "set ANTHROPIC_API_KEY"
     if provider == "bedrock":
-        try:
-            import boto3
-        except ImportError:
-            return "pip install boto3"
-        if boto3.Session().get_credentials() is None:
+        import boto3
+        session = boto3.Session()
+        if session.get_credentials() is None:
             return "configure AWS credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile)"
+        if not session.region_name:
+            return "set AWS_REGION (or AWS_DEFAULT_REGION, or a region in your AWS profile)"
     return None
 
 
 # ---------------------------------------------------------------- 5. the transform pipeline
 # Each transform takes the token stream and returns a new one. Tokens split text anywhere, so a
 # transform that looks for a pattern holds back the tail that could still become a match.
+# When the provider fails mid-stream, each transform releases what it holds before passing the
+# error on: the client gets every word the model wrote (the redactor's exception is explained below).
+SECRET_CHARS = "A-Za-z0-9_.+@-"  # every secret below is made of these ASCII characters only
 SECRETS = (
     # No word boundaries: a key glued to a word ("tokensk-...") must not slip through;
     # redacting a harmless look-alike is the cheaper mistake.
     (re.compile(r"sk-[A-Za-z0-9_-]{16,}"), "[redacted key]"),          # OpenAI/Anthropic-style keys
     (re.compile(r"AKIA[0-9A-Z]{16}"), "[redacted key]"),               # AWS access key ids
-    (re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"), "[redacted email]"),
+    (re.compile(r"[A-Za-z0-9_.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"), "[redacted email]"),
 )
-MAX_HELD_CHARS = 400  # a run without whitespace longer than this is released (secrets are shorter)
+LAST_NON_SECRET_CHAR = re.compile(f"[^{SECRET_CHARS}][{SECRET_CHARS}]*\\Z")
+SECRET_START = re.compile(r"sk-|AKIA|@")  # an unfinished word with one of these may be a secret's first half
+MAX_HELD_CHARS = 400  # a run of secret characters longer than this is released (secrets are shorter)
+MAX_WORD_CHARS = 24   # whole_words releases a longer run without spaces (Chinese, Japanese, a URL)
 
 
 def redact(text: str) -> str:
@@ -371,19 +421,32 @@ def redact(text: str) -> str:
 async def redact_secrets(tokens: AsyncIterator[str]) -> AsyncIterator[str]:
     """Replace keys and e-mail addresses, even when the model streams them in pieces.
 
-    Secrets contain no whitespace, so text up to the last whitespace is final; the word being
-    written is held back until it is complete.
+    A secret cannot contain a space, a bracket, a Chinese character ... (anything outside
+    SECRET_CHARS), so text up to the last such character is final; the run after it is held
+    back until it is complete. If the provider fails mid-stream, that held run is released
+    redacted - unless it contains the start of a secret ("sk-", "AKIA", "@"): half a key is
+    still a leak, so it is withheld and the error says so.
     """
     held = ""
     async with aclosing(tokens):
-        async for token in tokens:
-            held += token
-            cut = max(held.rfind(" "), held.rfind("\n"), held.rfind("\t")) + 1
-            if cut == 0 and len(held) > MAX_HELD_CHARS:
-                cut = len(held)
-            if cut:
-                yield redact(held[:cut])
-                held = held[cut:]
+        try:
+            async for token in tokens:
+                held += token
+                tail = LAST_NON_SECRET_CHAR.search(held)
+                cut = tail.start() + 1 if tail else 0
+                if cut == 0 and len(held) > MAX_HELD_CHARS:
+                    cut = len(held)
+                if cut:
+                    yield redact(held[:cut])
+                    held = held[cut:]
+        except Exception as exc:
+            unfinished, held = redact(held), ""
+            if not SECRET_START.search(unfinished):
+                yield unfinished
+            elif isinstance(exc, ProviderStreamError):
+                exc.notes.append(f"its last {len(unfinished)} characters were withheld: they could be the "
+                                 "start of a secret")
+            raise
     if held:
         yield redact(held)
 
@@ -402,18 +465,23 @@ class StopAt:
     async def __call__(self, tokens: AsyncIterator[str]) -> AsyncIterator[str]:
         held = ""
         async with aclosing(tokens):
-            async for token in tokens:
-                held += token
-                found = [i for i in (held.find(s) for s in self.sequences) if i >= 0]
-                if found:
-                    self.hit = True
-                    if held[:min(found)]:
-                        yield held[:min(found)]
-                    return  # aclosing closes the provider stream
-                keep = self._held_tail(held)
-                if len(held) > keep:
-                    yield held[:len(held) - keep]
-                    held = held[len(held) - keep:]
+            try:
+                async for token in tokens:
+                    held += token
+                    found = [i for i in (held.find(s) for s in self.sequences) if i >= 0]
+                    if found:
+                        self.hit = True
+                        if held[:min(found)]:
+                            yield held[:min(found)]
+                        return  # aclosing closes the provider stream
+                    keep = self._held_tail(held)
+                    if len(held) > keep:
+                        yield held[:len(held) - keep]
+                        held = held[len(held) - keep:]
+            except Exception:
+                if held:  # the stream broke: what we held never became a stop sequence
+                    yield held
+                raise
         if held:
             yield held
 
@@ -426,7 +494,11 @@ def squeeze_whitespace(text: str) -> str:
 
 
 async def tidy_whitespace(tokens: AsyncIterator[str]) -> AsyncIterator[str]:
-    """squeeze_whitespace on a stream; leading and trailing whitespace of the answer is dropped."""
+    """squeeze_whitespace on a stream; leading and trailing whitespace of the answer is dropped.
+
+    It only ever holds whitespace, so nothing is lost when the stream breaks: the broken answer
+    ends there, and its trailing whitespace is dropped like that of a complete one.
+    """
     held, started = "", False
     async with aclosing(tokens):
         async for token in tokens:
@@ -439,15 +511,26 @@ async def tidy_whitespace(tokens: AsyncIterator[str]) -> AsyncIterator[str]:
 
 
 async def whole_words(tokens: AsyncIterator[str]) -> AsyncIterator[str]:
-    """Coalesce word pieces into whole words: fewer, more readable A2A chunks."""
+    """Coalesce word pieces into whole words: fewer, more readable A2A chunks.
+
+    Text without spaces (Chinese, Japanese, a long URL) is released every MAX_WORD_CHARS
+    characters, so it still streams instead of arriving in one piece at the end.
+    """
     held = ""
     async with aclosing(tokens):
-        async for token in tokens:
-            held += token
-            cut = len(held) - len(re.split(r"\s", held)[-1])
-            if cut:
-                yield held[:cut]
-                held = held[cut:]
+        try:
+            async for token in tokens:
+                held += token
+                cut = len(held) - len(re.split(r"\s", held)[-1])
+                if cut == 0 and len(held) > MAX_WORD_CHARS:
+                    cut = len(held)
+                if cut:
+                    yield held[:cut]
+                    held = held[cut:]
+        except Exception:
+            if held:  # the stream broke mid-word: the half word is still text the model wrote
+                yield held
+            raise
     if held:
         yield held
 
@@ -493,17 +576,25 @@ class Request:
         """Validate the options; a ValueError here reaches the caller as the stream's error event."""
         options = message.metadata.custom_fields if message.metadata else {}
         providers, faults = options.get("providers") or list(PROVIDERS), options.get("faults") or {}
-        stall = options.get("stall_seconds") or server_stall_seconds
+        stall = options.get("stall_seconds", server_stall_seconds)  # 0 is a bad value, not "unset"
         if not isinstance(providers, list) or not isinstance(faults, dict):
             raise ValueError('"providers" must be a list of names and "faults" an object')
         if unknown := [p for p in providers + list(faults) if p not in PROVIDERS]:
             raise ValueError(f"unknown provider {unknown[0]!r}; choose from {', '.join(PROVIDERS)}")
         if bad := [f for f in faults.values() if f not in FAULTS]:
             raise ValueError(f"unknown fault {bad[0]!r}; choose from {', '.join(FAULTS)}")
-        if not isinstance(stall, (int, float)) or stall <= 0:
+        if isinstance(stall, bool) or not isinstance(stall, (int, float)) or stall <= 0:
             raise ValueError('"stall_seconds" must be a positive number')
         stall = min(stall, server_stall_seconds)
         return cls(providers, faults, stall)
+
+
+@dataclass
+class Answer:
+    """The provider that answered, the attempts that failed before it, and its token stream."""
+    run: ProviderRun
+    failed_attempts: list[str]
+    tokens: AsyncIterator[str]
 
 
 class LLMBridgeAgent(StreamingAgent):
@@ -521,20 +612,18 @@ class LLMBridgeAgent(StreamingAgent):
         request = Request.from_message(message, self.stall_seconds)
         if faulty_real := [p for p in request.faults if p in self.real]:
             raise ValueError(f"faults are simulated: {faulty_real[0]} is running against the real API")
-        attempts: list[str] = []
-        runs: list[ProviderRun] = []
         stop = StopAt(*self.stop_sequences)
-        tokens = self.first_answering(message_text(message), request, attempts, runs)
-        async for piece in pipeline(tokens, default_transforms(stop)):
+        answer = await self.first_answering(message_text(message), request)
+        async for piece in pipeline(answer.tokens, default_transforms(stop)):
             yield piece
-        summary = runs[-1].summary()
+        summary = answer.run.summary()
         if stop.hit:
             summary["stop_reason"] = "stop_sequence"
-        yield {"summary": {**summary, "failed_attempts": attempts}}  # data, no text: chunk_text() gives ""
+        yield {"summary": {**summary, "failed_attempts": answer.failed_attempts}}  # data: chunk_text() gives ""
 
-    async def first_answering(self, prompt: str, request: Request, attempts: list[str],
-                              runs: list[ProviderRun]) -> AsyncIterator[str]:
-        """Tokens of the first provider that produces one; later failures end the stream as partial."""
+    async def first_answering(self, prompt: str, request: Request) -> Answer:
+        """Try the providers in order; the first one that produces a token (or ends cleanly) answers."""
+        failed_attempts: list[str] = []
         for provider in request.providers:
             run = ProviderRun(provider, MODELS[provider], simulated=provider not in self.real)
             tokens = self.provider_tokens(provider, prompt, request, run)
@@ -542,26 +631,29 @@ class LLMBridgeAgent(StreamingAgent):
                 first = await anext(tokens, None)  # None: an empty answer, which is still an answer
             except Exception as exc:  # any failure before the first token: try the next provider
                 await tokens.aclose()
-                attempts.append(f"{provider}: {type(exc).__name__}: {exc}")
+                failed_attempts.append(f"{provider}: {type(exc).__name__}: {exc}")
                 continue
-            runs.append(run)
-            async with aclosing(tokens):
-                if first is not None:
-                    yield first
-                try:
-                    async for token in tokens:
-                        yield token
-                except Exception as exc:  # after text went out, retrying elsewhere would duplicate it
-                    raise ProviderStreamError(f"{provider} failed after {run.text_events} tokens "
-                                              f"({type(exc).__name__}: {exc}); the answer is partial") from exc
-            return
-        raise AllProvidersFailed("no provider answered: " + "; ".join(attempts))
+            return Answer(run, failed_attempts, self.rest_of_answer(first, tokens, run))
+        raise AllProvidersFailed("no provider answered: " + "; ".join(failed_attempts))
+
+    @staticmethod
+    async def rest_of_answer(first: Optional[str], tokens: AsyncIterator[str], run: ProviderRun) -> AsyncIterator[str]:
+        """The answering provider's tokens; a failure from here on ends the stream as partial."""
+        async with aclosing(tokens):
+            if first is not None:
+                yield first
+            try:
+                async for token in tokens:
+                    yield token
+            except Exception as exc:  # after text went out, retrying elsewhere would duplicate it
+                raise ProviderStreamError(f"{run.provider} failed after {run.text_events} tokens "
+                                          f"({type(exc).__name__}: {exc}); the answer is partial") from exc
 
     async def provider_tokens(self, provider: str, prompt: str, request: Request,
                               run: ProviderRun) -> AsyncIterator[str]:
         """One provider's text tokens, guarded by the stall limit, with timing recorded on run."""
         if provider in self.real:
-            events = REAL_EVENTS[provider](prompt)
+            events = REAL_EVENTS[provider](prompt, request.stall_seconds)
         else:
             events = simulate(provider, prompt, self.pace, request.faults.get(provider))
         guarded = within_stall_limit(events, request.stall_seconds, provider)
@@ -590,8 +682,7 @@ class Outcome:
 
 async def ask(url: str, scenario: str, **options: Any) -> Outcome:
     """Stream one answer, printing it as it arrives; a failed stream leaves the text marked partial."""
-    message = text_message(PROMPT)
-    message.metadata = Metadata(custom_fields=options)
+    message = text_message(PROMPT, metadata=options)
     outcome, started = Outcome(scenario), time.monotonic()
     print(paint(f"\n== {scenario}", "cyan"))
     try:
@@ -644,7 +735,9 @@ def table_row(outcome: Outcome) -> list[Any]:
     verdict = paint("ok", "green") if not outcome.problems else paint("FAIL: " + "; ".join(outcome.problems), "red")
     answered = s.get("provider", "-") + ("" if s.get("simulated", True) else " (real)")
     first = f"{s['first_token_ms']} ms" if s.get("first_token_ms") is not None else "-"
-    stop = s.get("stop_reason") or ("error (partial)" if outcome.error else "-")
+    stop = s.get("stop_reason") or "-"
+    if outcome.error:
+        stop = "error (partial)" if outcome.text else "error (no text)"
     return [outcome.scenario, answered, outcome.chunks, s.get("output_tokens", "-"), first,
             s.get("tokens_per_s") or "-", stop, f"{outcome.seconds:.2f} s", verdict]
 
@@ -659,8 +752,8 @@ def make_client(short_stall_seconds: float) -> Callable[[str], Any]:
         outcomes = list(clean.values())
         simulated = [p for p, o in clean.items() if (o.summary or {}).get("simulated")]
         if simulated:
-            answerer = next((p for p in PROVIDERS if p not in simulated[:2]), simulated[-1])
-            failing = [p for p in simulated[:2] if p != answerer]
+            failing = simulated[:2]  # faults can only be injected into simulated providers
+            answerer = next(p for p in PROVIDERS if p not in failing)  # 3 providers, at most 2 failing
             faults = dict(zip(failing, ("error_before_first_token", "stall")))
             # A real API may take seconds to its first token: only an all-simulated chain gets the short limit.
             stall = {"stall_seconds": short_stall_seconds} if answerer in simulated else {}
@@ -687,14 +780,20 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--stall-seconds", type=float, default=10.0,
                         help="a provider silent this long counts as failed (default 10)")
     args = parser.parse_args(argv)
+    if not args.verbose:
+        quiet()  # before the checks below: boto3 logs "Found credentials ..." at INFO otherwise
     if args.stall_seconds <= 0:
         parser.error("--stall-seconds must be positive")
-    if not args.url:
-        for provider in args.provider:
-            if reason := missing_credentials(provider):
-                parser.error(f"--provider {provider}: {reason}")
+    if args.provider and args.url:
+        parser.error("--provider chooses the providers of the agent this script starts; with --url the "
+                     "agent runs elsewhere: pass --provider to its --serve instead")
+    for provider in args.provider:
+        if reason := cannot_use_real(provider):
+            parser.error(f"--provider {provider}: {reason}")
     pace = Pace(0, 0) if args.fast else Pace()
-    short_stall = min(args.stall_seconds, 1.0 if args.fast else 2.0)
+    # The fallback scenario's stall limit, when only simulated providers take part: short, so the demo
+    # does not sit waiting (a simulated provider with --fast sends its whole answer in milliseconds).
+    short_stall = min(args.stall_seconds, 0.2 if args.fast else 2.0)
     return run_demo(args, lambda: LLMBridgeAgent(args.provider, pace, args.stall_seconds), make_client(short_stall))
 
 

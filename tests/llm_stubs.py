@@ -6,7 +6,9 @@ endpoint_url, parse the stream exactly as they would parse the real one:
   Anthropic  POST /v1/messages                  named SSE events (`event: <type>`)
   Bedrock    POST /model/<id>/converse-stream   AWS event-stream binary frames
 Set `stub.events[...]` to the event dicts to send; `complete=False` cuts the stream before its
-terminator; `status` answers with an HTTP error instead of a stream.
+terminator; `status` answers with an HTTP error instead of a stream; `stall_after=N` sends the
+first N events and then nothing, keeping the connection open until the stub is closed (a stalled
+provider: the SDK sees a healthy socket that never delivers another byte).
 """
 from __future__ import annotations
 
@@ -57,7 +59,18 @@ class _Handler(BaseHTTPRequestHandler):
             error = {"error": {"type": "rate_limit_error", "message": "slow down"}}
             return self._answer(self.stub.status, "application/json", json.dumps(error).encode())
         content_type = "application/vnd.amazon.eventstream" if provider == "bedrock" else "text/event-stream"
+        if self.stub.stall_after is not None:
+            return self._stall(content_type, list(self.stub.wire(provider))[:self.stub.stall_after])
         self._answer(200, content_type, b"".join(self.stub.wire(provider)))
+
+    def _stall(self, content_type: str, frames: list[bytes]) -> None:
+        """Send some frames, then go silent: no length header, so the client waits for more."""
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.end_headers()
+        self.wfile.write(b"".join(frames))
+        self.wfile.flush()
+        self.stub.released.wait(60)  # until the stub closes (bounded: never a thread left forever)
 
     def _answer(self, status: int, content_type: str, payload: bytes) -> None:
         self.send_response(status)
@@ -74,6 +87,8 @@ class LLMStub:
         self.events: dict[str, list[dict]] = {"openai": [], "anthropic": [], "bedrock": []}
         self.complete = True
         self.status = 200
+        self.stall_after: int | None = None
+        self.released = threading.Event()  # ends the stalled responses
         self.requests: list[tuple] = []
         handler = type("Handler", (_Handler,), {"stub": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -85,6 +100,7 @@ class LLMStub:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.released.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from conftest import ROOT, library_noise, load_script, run_script
 from llm_stubs import LLMStub
 
 from streaming_kit import StrictStreamingClient, chunk_text, serve, text_message  # before python_a2a: fast import
-from python_a2a import A2AStreamingError, Metadata
+from python_a2a import A2AStreamingError
 
 SCRIPT = "03_streaming_llm_integration.py"
 bridge = load_script(SCRIPT)
@@ -99,11 +100,46 @@ def test_adapter_treats_a_stream_without_its_terminator_as_cut_off(provider):
         collect(bridge.ADAPTERS[provider], events[:last_text + 1])
 
 
-def test_stop_reasons_map_to_one_vocabulary():
-    common = bridge.COMMON_STOP_REASONS
-    assert common["stop"] == common["end_turn"] == "end"
-    assert common["length"] == common["max_tokens"] == "max_tokens"
-    assert common["content_filter"] == common["guardrail_intervened"] == common["content_filtered"]
+def with_stop_reason(provider: str, reason: str) -> list[dict]:
+    """The recorded stream of a provider, ending with its own name for `reason` instead of a normal end."""
+    events = copy.deepcopy(RECORDED[provider])
+    for event in events:
+        for choice in event.get("choices") or []:
+            if choice["finish_reason"]:
+                choice["finish_reason"] = reason
+        if event.get("type") == "message_delta":
+            event["delta"]["stop_reason"] = reason
+        if "messageStop" in event:
+            event["messageStop"]["stopReason"] = reason
+    return events
+
+
+@pytest.mark.parametrize("common, native", [
+    ("max_tokens", {"openai": "length", "anthropic": "max_tokens", "bedrock": "max_tokens"}),
+    ("content_filter", {"openai": "content_filter", "anthropic": "refusal", "bedrock": "content_filtered"}),
+    ("tool_use", {"openai": "tool_calls", "anthropic": "tool_use", "bedrock": "tool_use"})])
+def test_each_providers_own_stop_reason_reaches_the_summary_in_one_vocabulary(common, native):
+    for provider, reason in native.items():
+        _, run = collect(bridge.ADAPTERS[provider], with_stop_reason(provider, reason))
+        expected = "refusal" if reason == "refusal" else common  # Anthropic's refusal is its own kind
+        assert (run.raw_stop_reason, run.summary()["stop_reason"]) == (reason, expected), provider
+
+
+def openai_refusal(pieces: list[str]) -> list[dict]:
+    """An OpenAI stream in which the model declines: `delta.refusal` pieces, no content, finish "stop"."""
+    role, *_, finish, usage = copy.deepcopy(RECORDED["openai"])
+    refusals = [{**role, "choices": [{"index": 0, "delta": {"refusal": piece}, "finish_reason": None,
+                                      "logprobs": None}]} for piece in pieces]
+    return [role, *refusals, finish, usage]
+
+
+REFUSAL = ["I can", "'t help", " with that."]
+
+
+def test_openai_refusal_is_forwarded_with_stop_reason_refusal():
+    text, run = collect(bridge.openai_text, openai_refusal(REFUSAL))
+    assert text == "I can't help with that."
+    assert run.summary()["stop_reason"] == "refusal" and run.text_events == 3
 
 
 # ---------------------------------------------------------------- the real SDKs against local stubs
@@ -131,7 +167,7 @@ def test_real_sdk_stream_through_the_adapter(stub, provider):
     text, run = collect(bridge.ADAPTERS[provider], bridge.REAL_EVENTS[provider]("hi"))
     assert text == "Hello, world!"
     assert (run.summary()["stop_reason"], run.input_tokens, run.output_tokens) == ("end", 7, len(TOKENS))
-    assert type(run).__name__ == "ProviderRun" and stub.requests[-1][0] == provider
+    assert stub.requests[-1][0] == provider  # the SDK really went over HTTP to the stub
 
 
 @pytest.mark.timeout(30)
@@ -157,6 +193,26 @@ def test_real_sdk_error_mid_stream_raises_after_the_text_so_far(stub, provider):
         asyncio.run(go())
     assert got == TOKENS[:3]
     assert any(word in str(raised.value) for word in ("server had an error", "Overloaded", "throttling"))
+
+
+@pytest.mark.timeout(30)
+def test_real_openai_sdk_refusal_is_forwarded(stub):
+    stub.events["openai"] = openai_refusal(REFUSAL)
+    text, run = collect(bridge.openai_text, bridge.REAL_EVENTS["openai"]("hi"))
+    assert text == "I can't help with that." and run.summary()["stop_reason"] == "refusal"
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("provider", bridge.PROVIDERS)
+def test_real_sdk_that_stalls_counts_as_failed_and_the_next_provider_answers(stub, provider):
+    # Headers and one event without text, then silence on an open connection. Bedrock's SDK reads in
+    # a thread: before the fix, closing its stream froze the agent until botocore's 60 s read timeout.
+    stub.stall_after = 1
+    backup = next(p for p in bridge.PROVIDERS if p != provider)
+    with serve(bridge.LLMBridgeAgent(real=[provider], pace=bridge.Pace(0, 0), stall_seconds=1)) as url:
+        text, summary, error = ask(url, providers=[provider, backup])
+    assert error is None and text and summary["provider"] == backup
+    assert summary["failed_attempts"] == [f"{provider}: ProviderStalled: {provider} sent nothing for 1 s"]
 
 
 @pytest.mark.timeout(30)
@@ -212,7 +268,21 @@ def test_whitespace_tidy_and_word_grouping_do_not_depend_on_the_split(case):
     assert "".join(transformed(bridge.tidy_whitespace, tokens)) == bridge.squeeze_whitespace(text).strip()
     words = transformed(bridge.whole_words, tokens)
     assert "".join(words) == text
-    assert all(not word[-1:].strip() or word is words[-1] for word in words)  # each ends at whitespace
+    # each ends at whitespace, unless it is the last or an over-long run released anyway
+    assert all(not word[-1:].strip() or word is words[-1] or len(word) > bridge.MAX_WORD_CHARS for word in words)
+
+
+def test_whole_words_still_streams_text_without_spaces():
+    chinese = "流式传输让人更早看到答案。" * 10  # 130 characters, no space anywhere
+    pieces = transformed(bridge.whole_words, [chinese[i:i + 2] for i in range(0, len(chinese), 2)])
+    assert "".join(pieces) == chinese
+    assert len(pieces) > 3 and all(len(piece) <= bridge.MAX_WORD_CHARS + 2 for piece in pieces)
+
+
+def test_redaction_lets_text_without_spaces_through_as_it_comes():
+    chinese = ["请", "联系", "ops@exa", "mple.com", "获取", "帮助。"]  # the address is glued to the words
+    pieces = transformed(bridge.redact_secrets, chinese)
+    assert pieces == ["请", "联系", "[redacted email]获取", "帮助。"]
 
 
 def test_pipeline_applies_transforms_left_to_right():
@@ -238,11 +308,54 @@ def test_default_pipeline_redacts_cuts_and_tidies_in_one_pass():
     assert stop.hit
 
 
+def transformed_until_error(transform, tokens: list[str]) -> tuple[list[str], Exception]:
+    """What a transform yields when its source fails after `tokens`, and the error it passes on."""
+    async def source():
+        for token in tokens:
+            yield token
+        raise bridge.ProviderStreamError("provider failed; the answer is partial")
+
+    got: list[str] = []
+
+    async def go():
+        async for piece in transform(source()):
+            got.append(piece)
+    with pytest.raises(bridge.ProviderStreamError) as raised:
+        asyncio.run(go())
+    return got, raised.value
+
+
+@pytest.mark.parametrize("transform", [bridge.redact_secrets, bridge.StopAt("\nUser:"), bridge.tidy_whitespace,
+                                       bridge.whole_words], ids=["redact", "stop", "tidy", "words"])
+def test_each_transform_releases_what_it_holds_when_the_stream_breaks(transform):
+    got, error = transformed_until_error(transform, ["Hello ", "wor", "ld and", " more\nUs"])
+    assert "".join(got) == "Hello world and more\nUs"  # "\nUs" could have become the stop sequence "\nUser:"
+    assert error.notes == []
+
+
+def test_default_pipeline_delivers_every_word_written_before_a_mid_stream_failure():
+    got, error = transformed_until_error(lambda t: bridge.pipeline(t, bridge.default_transforms(bridge.StopAt())),
+                                         ["Hello ", "wor", "ld and", " more"])
+    assert "".join(got) == "Hello world and more"
+    assert str(error) == "provider failed; the answer is partial"
+
+
+@pytest.mark.parametrize("tokens, shown", [
+    (["key ", "sk-abcdefghij"], "key "),                 # half a key: withheld
+    (["mail ", "ops@exam"], "mail "),                    # half an address: withheld
+    (["key ", "sk-abcdefghij0123456789"], "key [redacted key]")])  # a whole key: redacted, as always
+def test_redaction_withholds_a_possible_secret_cut_short_and_says_so(tokens, shown):
+    got, error = transformed_until_error(bridge.redact_secrets, tokens)
+    assert "".join(got) == shown
+    withheld = shown == tokens[0]
+    assert ("withheld: they could be the start of a secret" in str(error)) == withheld
+    assert str(error).startswith("provider failed; the answer is partial")
+
+
 # ---------------------------------------------------------------- the agent over A2A: fallback, partial, hang-up
 def ask(url: str, **options) -> tuple[str, dict | None, Exception | None]:
     """The text, summary and error a strict client sees for one request."""
-    message = text_message(bridge.PROMPT)
-    message.metadata = Metadata(custom_fields=options)
+    message = text_message(bridge.PROMPT, metadata=options)
     text, summary, error = "", None, None
 
     async def go():
@@ -299,7 +412,8 @@ def test_all_providers_failing_is_an_error_naming_each(agent_url):
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("options, complaint", [
     ({"providers": ["mistral"]}, "unknown provider"), ({"faults": {"openai": "explode"}}, "unknown fault"),
-    ({"providers": "openai"}, "must be a list"), ({"stall_seconds": -1}, "positive number")])
+    ({"providers": "openai"}, "must be a list"), ({"stall_seconds": -1}, "positive number"),
+    ({"stall_seconds": 0}, "positive number"), ({"stall_seconds": True}, "positive number")])
 def test_bad_request_options_are_an_error_event(agent_url, options, complaint):
     _, _, error = ask(agent_url, **options)
     assert complaint in str(error)
@@ -307,8 +421,7 @@ def test_bad_request_options_are_an_error_event(agent_url, options, complaint):
 
 def test_non_streaming_answer_is_the_joined_stream_without_the_summary(agent_url):
     clean, _, _ = ask(agent_url, providers=["openai"])
-    message = text_message(bridge.PROMPT)
-    message.metadata = Metadata(custom_fields={"providers": ["openai"]})
+    message = text_message(bridge.PROMPT, metadata={"providers": ["openai"]})
     reply = asyncio.run(StrictStreamingClient(agent_url).send_message_async(message))
     assert reply.content.text == clean
 
@@ -325,7 +438,7 @@ def test_stop_sequence_ends_the_answer_and_is_reported_as_the_stop_reason():
 def test_client_hang_up_closes_the_provider_stream(monkeypatch):
     closed = threading.Event()
 
-    async def endless_provider(prompt):
+    async def endless_provider(prompt, stall_seconds):
         try:
             while True:
                 yield {"choices": [{"index": 0, "delta": {"content": "word "}, "finish_reason": None}]}
@@ -335,8 +448,7 @@ def test_client_hang_up_closes_the_provider_stream(monkeypatch):
     monkeypatch.setitem(bridge.REAL_EVENTS, "openai", endless_provider)
 
     async def read_two_chunks_then_leave(url):
-        message = text_message("go")
-        message.metadata = Metadata(custom_fields={"providers": ["openai"]})
+        message = text_message("go", metadata={"providers": ["openai"]})
         count = 0
         async for _ in StrictStreamingClient(url).stream_response(message):
             count += 1
