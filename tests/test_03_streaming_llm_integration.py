@@ -473,18 +473,20 @@ def test_script_fast_run_offline():
 
 
 @pytest.mark.timeout(120)
-def test_script_real_mode_uses_the_sdks_against_stubs():
+@pytest.mark.parametrize("real", [("openai", "anthropic"), ("bedrock",)], ids=["openai+anthropic", "bedrock"])
+def test_script_real_mode_uses_the_sdks_against_stubs(real):
     with LLMStub() as stub:
         for provider in bridge.PROVIDERS:
             stub.events[provider] = RECORDED[provider]
-        result = run_script(SCRIPT, "--fast", "--provider", "openai", "--provider", "anthropic",
-                            env=stub_environment(stub.url))
+        # --stall-seconds 2: with a real answerer the fallback's simulated stall waits the full limit
+        args = ["--fast", "--stall-seconds", "2"] + [arg for provider in real for arg in ("--provider", provider)]
+        result = run_script(SCRIPT, *args, env=stub_environment(stub.url))
         called = {provider for provider, _, _ in stub.requests}
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
-    assert library_noise(out + result.stderr) == []
-    assert called == {"openai", "anthropic"}  # bedrock stayed simulated
-    assert "openai (real)" in out and "anthropic (real)" in out
+    assert library_noise(out + result.stderr) == []  # boto3's "INFO:botocore.credentials" included
+    assert called == set(real)  # the providers not named stayed simulated
+    assert all(f"{provider} (real)" in out for provider in real)
     assert "Hello, world!" in out
 
 
@@ -493,10 +495,23 @@ def test_script_real_mode_uses_the_sdks_against_stubs():
     (["--provider", "mistral"], {}, "invalid choice"),
     (["--provider", "openai"], {"OPENAI_API_KEY": ""}, "set OPENAI_API_KEY"),
     (["--stall-seconds", "0"], {}, "must be positive"),
+    (["--provider", "bedrock"], {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "",
+                                 "AWS_DEFAULT_REGION": "", "AWS_CONFIG_FILE": "/nonexistent"}, "set AWS_REGION"),
+    (["--provider", "openai", "--url", "http://127.0.0.1:1"], {"OPENAI_API_KEY": "sk-test"}, "pass --provider to its"),
 ])
 def test_script_rejects_bad_arguments(args, env, complaint):
     result = run_script(SCRIPT, *args, env=env)
-    assert result.returncode == 2 and complaint in result.stderr
+    assert result.returncode == 2 and complaint in result.stderr, result.stderr
+    assert library_noise(result.stderr) == []
+
+
+def test_provider_without_its_sdk_installed_is_a_usage_error(monkeypatch, capsys):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setattr(bridge, "find_spec", lambda name: None)  # as if `pip install openai` never ran
+    with pytest.raises(SystemExit) as exit_info:
+        bridge.main(["--fast", "--provider", "openai"])
+    assert exit_info.value.code == 2
+    assert "the openai SDK is not installed: pip install openai" in capsys.readouterr().err
 
 
 @pytest.mark.timeout(120)
