@@ -7,7 +7,8 @@ for the first text and long silences after it; fine chunks mean text appears ear
 
 You will see, in order:
   1. a timeline per strategy: when each chunk reached the client;
-  2. server vs client timings for one stream: the transport's own delay;
+  2. server vs client timings for each stream: what sending the request, starting the agent
+     and the wire add;
   3. buffering: a client-side display buffer that never shows half a word, and a server-side
      bounded buffer that pauses a fast producer instead of piling chunks up in memory;
   4. a summary table, one row per strategy, with a verdict: every strategy must deliver the
@@ -26,6 +27,7 @@ import contextlib
 import dataclasses
 import functools
 import json
+import os
 import re
 import statistics
 import sys
@@ -38,7 +40,7 @@ from tqdm import tqdm
 
 from streaming_kit import (StreamingAgent, StrictStreamingClient, chunk_text, demo_parser, message_text,
                            paint, print_table, run_demo, text_message)
-from python_a2a import Message, Metadata
+from python_a2a import Message
 
 DEFAULT_PORT = 8102
 DEFAULT_CHUNK_SIZE = 40
@@ -101,15 +103,28 @@ def by_token(text: str) -> list[str]:
     return TOKEN.findall(text)
 
 
+def _is_flag_letter(char: str) -> bool:
+    """A regional indicator: two of them make one flag (🇫 + 🇷 = 🇫🇷)."""
+    return "\U0001f1e6" <= char <= "\U0001f1ff"
+
+
 def _can_cut(text: str, i: int) -> bool:
-    """False if text[i] belongs to the character before it (combining mark, emoji joiner or
-    modifier, the LF of a CRLF). Python strings hold code points, so a cut never splits a
-    UTF-8 byte sequence; this keeps what the reader sees as one character together too."""
+    """False if text[i] belongs to the character before it: a combining mark, an emoji joiner,
+    modifier or tag (🏴 + tags = the flag of England), the second letter of a flag, the LF of a
+    CRLF. Python strings hold code points, so a cut never splits a UTF-8 byte sequence; this
+    keeps what the reader sees as one character together too (the common cases, not every
+    rule of Unicode's grapheme clusters)."""
     before, after = text[i - 1], text[i]
     if (before, after) == ("\r", "\n") or before == "\u200d":
         return False
+    if _is_flag_letter(before) and _is_flag_letter(after):
+        letters_before = 1
+        while letters_before < i and _is_flag_letter(text[i - 1 - letters_before]):
+            letters_before += 1
+        return letters_before % 2 == 0  # 🇫🇷|🇩🇪: cut between pairs, never inside one
     return not (unicodedata.category(after).startswith("M") or after == "\u200d"
-                or "\ufe00" <= after <= "\ufe0f" or "\U0001f3fb" <= after <= "\U0001f3ff")
+                or "\ufe00" <= after <= "\ufe0f" or "\U0001f3fb" <= after <= "\U0001f3ff"
+                or "\U000e0020" <= after <= "\U000e007f")
 
 
 def _size_cut(text: str, start: int, budget: int) -> int:
@@ -406,10 +421,8 @@ class Run:
 
 def request_for(text: str, strategy: str, chunk_size: int, backpressure: bool = False) -> Message:
     """A message carrying the text, with the chunking options in its metadata."""
-    message = text_message(text)
-    message.metadata = Metadata(custom_fields={"strategy": strategy, "chunk_size": chunk_size,
-                                               "backpressure": backpressure})
-    return message
+    return text_message(text, metadata={"strategy": strategy, "chunk_size": chunk_size,
+                                        "backpressure": backpressure})
 
 
 def mid_word(text: str, position: int) -> bool:
@@ -474,16 +487,19 @@ def show_timelines(runs: list[Run]) -> None:
     print()
 
 
-def show_transport(runs: list[Run]) -> None:
-    print(paint("2. Server (yielded) vs client (received): the difference is the transport", "cyan"))
+def show_server_vs_client(runs: list[Run]) -> None:
+    print(paint("2. Server (yielded) vs client (received)", "cyan"))
+    print("  overhead = 1st received - 1st yielded: the client's clock starts before it sends the request and\n"
+          "  the server's when the agent starts, so this is sending the request + starting the agent + carrying\n"
+          "  the first chunk back, not the wire alone. Gaps and end times show what the wire adds per chunk.")
     rows = []
     for run in runs:
         server, client = run.server.to_dict(), run.client.to_dict()
-        transport = (None if server["first_chunk_s"] is None or client["first_chunk_s"] is None
-                     else client["first_chunk_s"] - server["first_chunk_s"])
-        rows.append([run.strategy, ms(server["first_chunk_s"]), ms(client["first_chunk_s"]), ms(transport),
+        overhead = (None if server["first_chunk_s"] is None or client["first_chunk_s"] is None
+                    else client["first_chunk_s"] - server["first_chunk_s"])
+        rows.append([run.strategy, ms(server["first_chunk_s"]), ms(client["first_chunk_s"]), ms(overhead),
                      ms(server["gap_p95_s"]), ms(client["gap_p95_s"]), ms(server["total_s"]), ms(client["total_s"])])
-    print_table(["strategy", "1st yielded", "1st received", "transport", "gap p95 srv", "gap p95 cli",
+    print_table(["strategy", "1st yielded", "1st received", "overhead", "gap p95 srv", "gap p95 cli",
                  "end srv", "end cli"], rows)
     print()
 
@@ -494,10 +510,13 @@ def show_buffering(token_run: Run, paced: Run) -> None:
     print(f"  client display buffer, token stream: {len(token_run.pieces)} pieces in "
           f"({cut_words} end mid-word), {token_run.display_updates} whole-word updates out, "
           f"{token_run.half_words_shown} half words shown")
-    stats = paced.buffer or {}
-    print(f"  server bounded buffer, fast producer / paced stream: producer paused {stats.get('pauses', '?')} "
-          f"times, max buffer {stats.get('high_water', '?')}/{stats.get('size', '?')}, "
-          f"{len(paced.pieces)}/{paced.expected_chunks} chunks delivered")
+    stats = paced.buffer
+    if stats is None:  # the figures ride on the chunks: an empty text has none
+        print(f"  server bounded buffer: no chunks, nothing to buffer ({len(paced.pieces)} chunks delivered)")
+    else:
+        print(f"  server bounded buffer, fast producer / paced stream: producer paused {stats['pauses']} times, "
+              f"max buffer {stats['high_water']}/{stats['size']}, "
+              f"{len(paced.pieces)}/{paced.expected_chunks} chunks delivered")
     print()
 
 
@@ -512,8 +531,10 @@ def _ends(pieces: list[str]) -> list[int]:
 
 def buffer_problems(paced: Run) -> list[str]:
     stats = paced.buffer
-    if not stats:
+    if not stats and paced.expected_chunks:  # the figures ride on the chunks: no chunks, no figures
         return ["the server sent no buffer figures"]
+    if not stats:
+        return paced.problems()
     if stats["high_water"] > stats["size"]:
         return [f"buffer held {stats['high_water']} items, over its bound {stats['size']}"]
     return paced.problems()
@@ -576,7 +597,7 @@ async def compare(url: str, text: str, chunk_size: int, report_path: Optional[Pa
             for name in tqdm(STRATEGIES, desc="strategies", disable=None, leave=False)]
     paced = await stream_once(client, text, "word", chunk_size, backpressure=True)
     show_timelines(runs)
-    show_transport(runs)
+    show_server_vs_client(runs)
     show_buffering(runs[list(STRATEGIES).index("token")], paced)
     print(paint("4. Summary (client side)", "cyan"))
     print_table(["strategy", "chunks", "chars", "first chunk", "gap p50", "gap p95", "gap max", "chars/s",
@@ -602,14 +623,30 @@ def _chunk_size(value: str) -> int:
     return int(value)
 
 
+def _output_file(value: str, suffix: Optional[str] = None) -> Path:
+    """argparse type for a file the run writes at its end: checked now, not after the whole run."""
+    path = Path(value)
+    if suffix and path.suffix.lower() != suffix:
+        raise argparse.ArgumentTypeError(f"{value!r} must end in {suffix}")
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{value!r} is a folder; name a file in it")
+    folder = path.parent
+    if not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"cannot write {value!r}: folder {str(folder)!r} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot write {value!r}: folder {str(folder)!r} is not writable")
+    return path
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     parser = demo_parser("Chunking strategies, streaming metrics, buffering: one text, every strategy.",
                          DEFAULT_PORT)
     parser.add_argument("--chunk-size", type=_chunk_size, default=DEFAULT_CHUNK_SIZE, metavar="N",
                         help=f"character budget of the 'size' strategy (default {DEFAULT_CHUNK_SIZE})")
     parser.add_argument("--text", type=Path, metavar="FILE", help="stream this UTF-8 file instead of the built-in text")
-    parser.add_argument("--report", type=Path, metavar="FILE.json", help="write every figure as JSON")
-    parser.add_argument("--plot", type=Path, metavar="FILE.png", help="draw the comparison (needs matplotlib)")
+    parser.add_argument("--report", type=_output_file, metavar="FILE.json", help="write every figure as JSON")
+    parser.add_argument("--plot", type=functools.partial(_output_file, suffix=".png"), metavar="FILE.png",
+                        help="draw the comparison as a PNG (needs matplotlib)")
     args = parser.parse_args(argv)
     if args.serve and (args.report or args.plot):
         parser.error("--report and --plot describe a client run: drop --serve, or use them with --url")

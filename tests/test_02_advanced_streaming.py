@@ -20,7 +20,8 @@ SCRIPT = "02_advanced_streaming.py"
 # Text that stresses the cutters: CRLF, runs of whitespace, combining marks, emoji joiners
 # and modifiers, variation selectors, sentence and CJK punctuation.
 TRICKY = st.text(alphabet=st.sampled_from(list("ab é.!?。\r\n\t") + ["\u0301", "\u200d", "👩", "💻", "\ufe0f",
-                                                                       "\U0001f3fd", "”", "_", "7"]))
+                                                                       "\U0001f3fd", "”", "_", "7", "🇫", "🇷",
+                                                                       "🏴", "\U000e0067", "\U000e007f"]))
 ANY_TEXT = st.one_of(st.text(), TRICKY)
 CHUNKERS = [demo.by_paragraph, demo.by_sentence, demo.by_word, demo.by_token, demo.by_size,
             lambda text: demo.by_size(text, 1), lambda text: demo.by_size(text, 7)]
@@ -54,6 +55,13 @@ def test_size_chunks_keep_to_their_budget(text, budget):
 def test_size_chunks_do_not_split_words_that_fit(words):
     text = " ".join(words)
     assert not any(demo.mid_word(text, end) for end in demo._ends(demo.by_size(text, 10)))
+
+
+def test_size_chunks_keep_flags_and_tag_sequences_whole():
+    france_germany = "🇫🇷🇩🇪"
+    assert demo.by_size(france_germany, 1) == ["🇫🇷", "🇩🇪"]  # never 🇫 | 🇷🇩 | 🇪
+    england = "🏴\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f"
+    assert demo.by_size(england + "ab", 2) == [england, "ab"]
 
 
 def test_chunkers_on_known_text():
@@ -214,7 +222,8 @@ def test_every_strategy_arrives_exactly_over_http():
     for run in runs + [paced]:
         assert run.problems() == [], run.strategy
         assert len(run.server.times) == len(run.pieces)  # every chunk carried its server time
-    assert paced.buffer["size"] == 3 and paced.buffer["high_water"] <= 3
+    # the producer outruns the wire, so the buffer fills to its bound and the producer waits
+    assert paced.buffer["size"] == 3 and paced.buffer["high_water"] == 3 and paced.buffer["pauses"] > 0
     assert demo.buffer_problems(paced) == []
 
 
@@ -333,12 +342,24 @@ def test_plot_with_matplotlib_draws_a_png(tmp_path):
 @pytest.mark.parametrize("args, message", [(["--chunk-size", "0"], "positive number"),
                                            (["--text", "/nonexistent/file.txt"], "cannot read --text"),
                                            (["--url", "localhost:1"], "expected http://"),
-                                           (["--serve", "--report", "x.json"], "drop --serve")])
+                                           (["--serve", "--report", "x.json"], "drop --serve"),
+                                           (["--report", "/nonexistent/dir/x.json"], "does not exist"),
+                                           (["--report", "."], "is a folder"),
+                                           (["--plot", "chart.jpg"], "must end in .png")])
 def test_bad_arguments_exit_2_with_a_clear_message(args, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         demo.main(args)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.timeout(60)
+def test_an_empty_text_file_streams_nothing_and_passes(tmp_path, capsys):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("", encoding="utf-8")
+    assert demo.main(["--fast", "--text", str(empty)]) == 0
+    out = capsys.readouterr().out
+    assert "no chunks, nothing to buffer" in out and "Verdict: every strategy delivered the text exactly" in out
 
 
 @pytest.mark.timeout(90)
