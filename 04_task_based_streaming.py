@@ -27,7 +27,7 @@ import asyncio
 import re
 import sys
 import time
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from tqdm import tqdm
 
@@ -63,9 +63,13 @@ class ReportAgent(TaskStreamingAgent):
     async def run_task(self, message):
         request = message_text(message)
         stall_at, fail_at = directive("stall", request), directive("fail", request)
+        began = time.perf_counter()
         for step, title in enumerate(STEPS, start=1):
             self.started.append((request, step))
-            yield TaskUpdate.progress(title, step, len(STEPS))
+            update = TaskUpdate.progress(title, step, len(STEPS))
+            # When the step began, by the agent's clock: still true when the update is replayed later.
+            update.metadata["started_s"] = round(time.perf_counter() - began, 4)
+            yield update
             await asyncio.sleep(STALL_SECONDS if step == stall_at else self.step_seconds)
             if step == fail_at:
                 raise RuntimeError(f"{title.lower()} failed: the reviewer rejected the draft")
@@ -94,7 +98,7 @@ class TaskWatcher:
         self.repeated = 0
         self.states: list[TaskState] = []
         self.step, self.steps = 0, len(STEPS)
-        self.step_times: list[float] = []
+        self.step_starts: list[float] = []  # the agent's "started_s" of each step seen
         self.artifacts: dict[str, dict] = {}  # id -> {"name", "text", "chunks", "done"}
         self.reason = ""
         self.bar = tqdm(total=self.steps, desc=label, unit="step", disable=None, leave=False)
@@ -127,7 +131,6 @@ class TaskWatcher:
         self.states.append(state)
         self.say(paint(state_name(state), STATE_COLOURS.get(state, "white")))
         if state in FINAL_STATES:
-            self.step_times.append(time.perf_counter())
             self.reason = artifact_text(task.status.message or {})
             if self.reason:
                 self.say(f"  reason: {self.reason}")
@@ -138,10 +141,12 @@ class TaskWatcher:
         if "step" not in progress:
             return
         self.step, self.steps = progress["step"], progress["steps"]
-        self.step_times.append(time.perf_counter())
+        if "started_s" in progress:
+            self.step_starts.append(progress["started_s"])
         self.say(f"  step {self.step}/{self.steps} ({progress.get('progress', 0):.0%})  {artifact_text(message)}")
         self.bar.total = self.steps
-        self.bar.update(self.step - self.bar.n)
+        self.bar.n = self.step  # steps are numbered: set the count, so a replayed step cannot count twice
+        self.bar.refresh()
 
     def _artifact(self, chunk: dict) -> None:
         """Assemble by artifactId: append adds, otherwise replaces; print once, at lastChunk."""
@@ -159,17 +164,25 @@ class TaskWatcher:
         """Print a line without breaking the progress bar."""
         self.bar.write(line, file=sys.stdout)
 
-    def seconds_per_step(self) -> float:
-        gaps = [b - a for a, b in zip(self.step_times, self.step_times[1:])]
-        return sum(gaps) / len(gaps) if gaps else 0.0
+    def seconds_per_step(self) -> Optional[float]:
+        """Mean time from one step's start to the next, by the agent's clock (None under two steps).
+
+        Arrival times would be wrong here: updates replayed after a reconnect arrive all at once."""
+        starts = self.step_starts
+        return (starts[-1] - starts[0]) / (len(starts) - 1) if len(starts) > 1 else None
 
 
-# Each scenario: what the client asks, the final state it expects, the last step it expects to see.
+class Scenario(NamedTuple):
+    request: str                # what the client asks
+    expected_state: TaskState   # the final state it expects
+    last_step: int              # the last step it expects to see
+
+
 SCENARIOS = {
-    "success": ("Write a report on task streaming.", TaskState.COMPLETED, 6),
-    "cancel": ("Write a report on task streaming; stall at step 3.", TaskState.CANCELED, 3),
-    "fail": ("Write a report on task streaming; fail at step 5.", TaskState.FAILED, 5),
-    "resubscribe": ("Write a report on task streaming.", TaskState.COMPLETED, 6),
+    "success": Scenario("Write a report on task streaming.", TaskState.COMPLETED, 6),
+    "cancel": Scenario("Write a report on task streaming; stall at step 3.", TaskState.CANCELED, 3),
+    "fail": Scenario("Write a report on task streaming; fail at step 5.", TaskState.FAILED, 5),
+    "resubscribe": Scenario("Write a report on task streaming.", TaskState.COMPLETED, 6),
 }
 
 
@@ -197,21 +210,26 @@ async def follow(client: TaskStreamingClient, task: Task, watcher: TaskWatcher, 
 
 
 async def server_copy(client: TaskStreamingClient, task_id: str) -> dict[str, str]:
-    """The finished task's artifacts as the server holds them (resubscribe = its final state)."""
-    (final,) = [update async for update in client.tasks_resubscribe(task_id)]
-    return {a["artifactId"]: artifact_text(a) for a in final.artifacts}
+    """The finished task's artifacts as the server holds them.
+
+    Resubscribing without `after` starts with a snapshot of the task; for a finished task that
+    snapshot is the only update, and it holds every artifact whole."""
+    async for snapshot in client.tasks_resubscribe(task_id):
+        return {a["artifactId"]: artifact_text(a) for a in snapshot.artifacts}
+    return {}
 
 
 def problems(scenario: str, watcher: TaskWatcher, on_server: dict[str, str]) -> list[str]:
     """What the scenario's outcome gets wrong (empty: as expected)."""
-    _, expected_state, last_step = SCENARIOS[scenario]
+    expected = SCENARIOS[scenario]
     found = []
-    if watcher.state != expected_state:
-        found.append(f"ended {watcher.state and a2a_state(watcher.state)}, expected {a2a_state(expected_state)}")
+    if watcher.state != expected.expected_state:
+        found.append(f"ended {watcher.state and a2a_state(watcher.state)}, "
+                     f"expected {a2a_state(expected.expected_state)}")
     if watcher.seqs != list(range(len(watcher.seqs))) or watcher.repeated:
         found.append(f"updates out of order, missing or repeated: {watcher.seqs} (+{watcher.repeated} repeats)")
-    if watcher.step != last_step:
-        found.append(f"last step seen {watcher.step}, expected {last_step}")
+    if watcher.step != expected.last_step:
+        found.append(f"last step seen {watcher.step}, expected {expected.last_step}")
     if {key: a["text"] for key, a in watcher.artifacts.items()} != on_server:
         found.append("assembled artifacts differ from the server's copy")
     return found
@@ -219,12 +237,15 @@ def problems(scenario: str, watcher: TaskWatcher, on_server: dict[str, str]) -> 
 
 async def run_scenario(client: TaskStreamingClient, scenario: str, pause: float) -> list:
     """Run one task start to finish, check it, and return its row of the summary table."""
-    request, _, _ = SCENARIOS[scenario]
+    request = SCENARIOS[scenario].request
     print(paint(f"\n== {scenario}: {request}", "cyan"))
     task = Task(message=text_message(request).to_dict())
     watcher = TaskWatcher(scenario)
     started = time.perf_counter()
-    await follow(client, task, watcher, scenario, pause)
+    try:
+        await follow(client, task, watcher, scenario, pause)
+    finally:
+        watcher.bar.close()  # also when the stream fails before a final state
     elapsed = time.perf_counter() - started
     found = problems(scenario, watcher, await server_copy(client, task.id))
     if scenario == "cancel" and not found:
@@ -235,9 +256,10 @@ async def run_scenario(client: TaskStreamingClient, scenario: str, pause: float)
     for problem in found:
         print(paint(f"  problem: {problem}", "red"))
     done = sum(a["done"] for a in watcher.artifacts.values())
+    per_step = watcher.seconds_per_step()
     return [scenario, " > ".join(a2a_state(s) for s in watcher.states), len(watcher.seqs),
             f"{watcher.step}/{watcher.steps}", f"{done} whole, {len(unfinished)} partial",
-            f"{watcher.seconds_per_step():.2f} s", f"{elapsed:.2f} s", "ok" if not found else "FAILED"]
+            "-" if per_step is None else f"{per_step:.2f} s", f"{elapsed:.2f} s", "ok" if not found else "FAILED"]
 
 
 async def run_scenarios(url: str, scenarios: list[str], pause: float) -> int:
@@ -257,7 +279,8 @@ def main(argv=None) -> int:
     parser.add_argument("--scenario", choices=[*SCENARIOS, "all"], default="all",
                         help="which task to run (default: all four)")
     args = parser.parse_args(argv)
-    step_seconds = 0.0 if args.fast else 0.4
+    # --fast keeps steps short but not zero, so "resubscribe" still rejoins a task that is running
+    step_seconds = 0.05 if args.fast else 0.4
     scenarios = list(SCENARIOS) if args.scenario == "all" else [args.scenario]
     return run_demo(args, lambda: ReportAgent(step_seconds),
                     lambda url: run_scenarios(url, scenarios, pause=2.5 * step_seconds))

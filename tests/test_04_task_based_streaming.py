@@ -11,7 +11,7 @@ import pytest
 
 from conftest import ROOT, library_noise, load_script, run_script
 from streaming_kit import (StreamingAgent, TaskStreamingClient, artifact_text, serve, text_message)
-from python_a2a import A2AError, StreamingClient, Task, TaskState
+from python_a2a import A2AError, StreamingClient, Task, TaskState, TaskStatus
 
 SCRIPT = "04_task_based_streaming.py"
 demo = load_script(SCRIPT)
@@ -208,6 +208,51 @@ def test_watcher_assembles_by_id_and_prints_each_artifact_once(capsys):
          "append": False, "lastChunk": True}]))
     assert watcher.artifacts["a"]["text"] == "xyz" and watcher.repeated == 1
     assert capsys.readouterr().out.count("| xyz") == 1
+
+
+def _step_update(seq: int, step: int, started_s: float) -> Task:
+    message = {"role": "agent", "parts": [{"type": "text", "text": f"step {step}"}],
+               "metadata": {"step": step, "steps": 6, "progress": step / 6, "started_s": started_s}}
+    return Task(metadata={"seq": seq, "kind": "status-update"},
+                status=TaskStatus(state=WAITING, message=message))
+
+
+def test_watcher_times_steps_by_the_agents_clock_not_by_arrival():
+    watcher = demo.TaskWatcher("unit")
+    for seq, step in enumerate(range(1, 7)):  # all arrive at once, as a replay after a reconnect does
+        watcher.apply(_step_update(seq, step, started_s=0.5 * (step - 1)))
+    assert watcher.seconds_per_step() == pytest.approx(0.5)
+    assert watcher.bar.n == 6
+
+
+def test_watcher_without_two_steps_has_no_step_time():
+    watcher = demo.TaskWatcher("unit")
+    assert watcher.seconds_per_step() is None
+    watcher.apply(_step_update(0, 1, started_s=0.0))
+    assert watcher.seconds_per_step() is None
+
+
+@pytest.mark.timeout(30)
+def test_fast_resubscribe_rejoins_a_task_that_is_still_running(monkeypatch, capsys):
+    """--fast must still show the lesson: the client comes back while the agent works on."""
+    agents, steps_begun_at_rejoin = [], []
+
+    class RecordedAgent(demo.ReportAgent):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            agents.append(self)
+
+    rejoin = demo.TaskStreamingClient.tasks_resubscribe
+
+    def spy(client, task_id, *args, **kwargs):
+        steps_begun_at_rejoin.append(len(agents[0].started))
+        return rejoin(client, task_id, *args, **kwargs)
+
+    monkeypatch.setattr(demo, "ReportAgent", RecordedAgent)
+    monkeypatch.setattr(demo.TaskStreamingClient, "tasks_resubscribe", spy)
+    assert demo.main(["--fast", "--scenario", "resubscribe"]) == 0
+    assert steps_begun_at_rejoin[0] < len(demo.STEPS)  # the first rejoin found steps still to run
+    assert "resubscribe delivered updates #3-#11 (0 repeated)" in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------- cancel, failure, resubscribe
