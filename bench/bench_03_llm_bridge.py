@@ -1,6 +1,6 @@
 """LLM bridge (03): cost of the transform pipeline, of the SDKs, and of the A2A hop. Measures; never asserts.
 
-    python bench/bench_03_llm_bridge.py            # ≈ 15 s
+    python bench/bench_03_llm_bridge.py            # ≈ 10 s
 
 Figures: tokens/s through the default pipeline (redact -> stop -> tidy -> words) and the
 A2A chunks it makes of them; time to first token and tokens/s of the real openai, anthropic and
@@ -24,7 +24,6 @@ from conftest import load_script  # noqa: E402
 from llm_stubs import LLMStub  # noqa: E402
 
 import streaming_kit as kit  # noqa: E402
-from python_a2a import Metadata  # noqa: E402
 
 bridge = load_script("03_streaming_llm_integration.py")
 REPEATS = 5
@@ -48,8 +47,9 @@ def pipeline_rate(tokens: list[str]) -> tuple[float, int]:
     return statistics.median(rates), chunks
 
 
-def sdk_figures(provider: str, events: list) -> tuple[float, float]:
-    """Median time to first token (ms, including client set-up) and tokens/s of one SDK over loopback."""
+def sdk_figures(provider: str) -> tuple[float, float]:
+    """Median time to first token (ms, including client set-up) and tokens/s of one SDK reading the
+    loopback stub (whose events main() sets)."""
     async def once():
         run = bridge.ProviderRun(provider, "m", simulated=False)
         started, first = time.perf_counter(), None
@@ -64,8 +64,7 @@ def sdk_figures(provider: str, events: list) -> tuple[float, float]:
 def a2a_figures(url: str) -> tuple[float, float, int]:
     """Median time to first A2A chunk and total (ms) for a zero-delay simulated answer."""
     async def once():
-        message = kit.text_message(bridge.PROMPT)
-        message.metadata = Metadata(custom_fields={"providers": ["anthropic"]})
+        message = kit.text_message(bridge.PROMPT, metadata={"providers": ["anthropic"]})
         started, first, chunks = time.perf_counter(), None, 0
         async for _ in kit.StrictStreamingClient(url).stream_response(message):
             first, chunks = first or time.perf_counter(), chunks + 1
@@ -88,7 +87,7 @@ def main() -> int:
         answer = bridge.simulated_tokens("bench", "model") * 5
         for provider in bridge.PROVIDERS:
             stub.events[provider] = bridge.SIMULATED_EVENTS[provider]("model", answer, 5)[0]
-            first_ms, per_s = sdk_figures(provider, stub.events[provider])
+            first_ms, per_s = sdk_figures(provider)
             rows.append([provider, len(answer), f"{first_ms:.1f} ms", f"{per_s:,.0f}"])
     print(f"\nreal SDKs reading a loopback stub (median of {REPEATS}; first token includes client set-up):")
     kit.print_table(["sdk", "tokens", "first token", "tokens/s"], rows)
