@@ -18,9 +18,11 @@ The default run then checks the web endpoints headlessly and ends with a summary
 """
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
+import math
 import os
 import secrets
 import shutil
@@ -32,13 +34,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Optional
 
-import streaming_kit  # noqa: F401  (before python_a2a: fast import)
+import streaming_kit  # before python_a2a: fast import
 import aiohttp
 from flask import Response, jsonify, request, send_from_directory
 from tqdm import tqdm
 
-from streaming_kit import (StreamingAgent, StrictStreamingClient, chunk_text, demo_parser, message_text,
-                           paint, print_table, run_demo, text_message)
+from streaming_kit import (RequestProblem, StreamingAgent, StrictStreamingClient, chunk_text, demo_parser,
+                           message_text, paint, print_table, run_demo, text_message)
 
 DEFAULT_PORT = 8105
 PAGE = Path(__file__).resolve().parent / "static" / "05_streaming_ui.html"
@@ -182,6 +184,23 @@ class StreamSession:
                 self.watchers -= 1
                 self.last_watched = time.monotonic()
 
+    def index_after(self, last_id: Optional[int]) -> int:
+        """Where a connection starts: 0, or the chunk after Last-Event-ID; RequestProblem(400) for an id never sent.
+
+        The id is checked against the chunks sent *so far*, even while the stream runs: a chunk is in
+        the log before any connection sends it, so a real client can only hold an id below that. A
+        larger id is not early but wrong (another stream's, or made up); waiting for it to become
+        valid would hide the bug and silently skip the chunks in between.
+        """
+        if last_id is None:
+            return 0
+        with self.changed:
+            sent = len(self.chunks)
+        if not 0 <= last_id < sent:
+            sent_so_far = f"chunks 0-{sent - 1} have been sent" if sent else "no chunk has been sent yet"
+            raise RequestProblem(400, f"Last-Event-ID {last_id} names no chunk of this stream: {sent_so_far}")
+        return last_id + 1
+
     def wait_for_news(self, next_index: int, seen_state: str, timeout: float) -> tuple[list[str], str]:
         """Chunks from next_index on and the current state, once either changes (or after timeout)."""
         with self.changed:
@@ -295,10 +314,10 @@ class StreamUIAgent(StreamingAgent):
         session = self.session(sid)
         if session is None:
             return _no_such_session(sid)
-        last_id = request.headers.get("Last-Event-ID", "").strip()  # set by EventSource on reconnect
-        if last_id and not last_id.isdigit():
-            return jsonify({"error": "Last-Event-ID must be a chunk index"}), 400
-        next_index = int(last_id) + 1 if last_id else 0
+        try:  # EventSource sends Last-Event-ID when it reconnects; the kit's parser takes ASCII digits only
+            next_index = session.index_after(streaming_kit._last_event_id())
+        except RequestProblem as problem:
+            return jsonify({"error": str(problem)}), problem.status
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
         return Response(self._session_events(session, next_index), mimetype="text/event-stream", headers=headers)
 
@@ -407,13 +426,29 @@ class SessionAPI:
                 yield event
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> dict:
+        """One request to the session endpoints; the status is checked before the body is read as JSON."""
         async with self.http.request(method, self.base_url + path, **kwargs) as response:
-            body = await response.json(content_type=None)
-            if response.status == 409:
-                raise SessionFinished(body.get("error"))
-            if response.status >= 400:
-                raise RuntimeError(f"HTTP {response.status} from {path}: {body.get('error')}")
-            return body
+            status, text = response.status, await response.text()
+        if status in (404, 405) and path == "/ui/sessions":  # this demo's server always has that route
+            raise RuntimeError(f"HTTP {status} from {path}: this server has no stream-session endpoints "
+                               f"(a plain A2A agent?); start this demo's with: python {Path(__file__).name} --serve")
+        body = _json_object(text)
+        if body is None:  # a proxy's error page, say: show it rather than a JSON decoding error
+            raise RuntimeError(f"HTTP {status} from {path}: expected a JSON object, got {text[:100]!r}")
+        if status == 409:
+            raise SessionFinished(body.get("error"))
+        if status >= 400:
+            raise RuntimeError(f"HTTP {status} from {path}: {body.get('error')}")
+        return body
+
+
+def _json_object(text: str) -> Optional[dict]:
+    """text as a JSON object, or None if it is not one."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 @dataclass
@@ -745,15 +780,24 @@ async def run_reports(url: str, interactive: bool, hold: float) -> list[StreamRe
     return reports
 
 
+def pace_seconds(value: str) -> float:
+    """argparse type for --pace: seconds per chunk, finite and 0 or more (nan or inf would never finish)."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise argparse.ArgumentTypeError(f"expected seconds per chunk, a number 0 or more, got {value!r}")
+    return seconds
+
+
 def main(argv=None) -> int:
     parser = demo_parser("Terminal and web UIs for a stream: pause, resume, cancel, reconnect.", DEFAULT_PORT)
-    parser.add_argument("--pace", type=float, help="seconds per chunk (default 0.08; --fast: 0.01, as an answer with no pace at "
+    parser.add_argument("--pace", type=pace_seconds, help="seconds per chunk (default 0.08; --fast: 0.01, as an answer with no pace at "
                              "all is over before anyone can press pause)")
     parser.add_argument("--scripted", action="store_true", help="play the scripted session even in a terminal")
     args = parser.parse_args(argv)
     pace = args.pace if args.pace is not None else (0.01 if args.fast else 0.08)
-    if pace < 0:
-        parser.error("--pace must be 0 or more")
     interactive = not args.scripted and os.name == "posix" and sys.stdin.isatty() and sys.stdout.isatty()
     return run_demo(args, lambda: StoryAgent(pace),
                     lambda url: run_session(url, interactive, hold=0.1 if args.fast else 0.5),

@@ -24,7 +24,7 @@ from conftest import ROOT, library_noise, load_script, run_script
 
 SCRIPT = "05_streaming_ui_integration.py"
 ui = load_script(SCRIPT)
-from streaming_kit import serve  # noqa: E402  (after the script: it imports the kit first)
+from streaming_kit import StreamingAgent, serve  # noqa: E402  (after the script: it imports the kit first)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -91,11 +91,12 @@ def test_default_run_plays_scripted_session_and_checks_web_endpoints():
     assert library_noise(out + result.stderr) == [] and result.stderr == ""
 
 
-@pytest.mark.timeout(30)
-@pytest.mark.parametrize("args", [["--pace", "-1"], ["--pace", "fast"], ["--port", "http"]])
-def test_bad_arguments_exit_2(args):
-    result = run_script(SCRIPT, *args, timeout=30)
-    assert result.returncode == 2 and "error:" in result.stderr
+@pytest.mark.parametrize("args", [["--pace", "-1"], ["--pace", "fast"], ["--pace", "nan"], ["--pace", "inf"],
+                                  ["--port", "http"]])
+def test_bad_arguments_exit_2(args, capsys):
+    with pytest.raises(SystemExit) as exit_info:  # argparse exits before anything starts
+        ui.main(args)
+    assert exit_info.value.code == 2 and f"error: argument {args[0]}: expected" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- the terminal UI under a pseudo-terminal
@@ -220,10 +221,14 @@ def test_bad_requests_get_clear_4xx_and_the_server_keeps_serving():
             assert status == 404 and "no stream session" in body["error"]
         sid = start(url)["id"]
         assert call(f"{sessions}/{sid}/explode", "POST")[0] == 404
-        for bad_id in ("seven", "-3"):
-            status, body = call(f"{sessions}/{sid}/events", headers={"Last-Event-ID": bad_id})
-            assert status == 400 and "Last-Event-ID" in body["error"]
         wait_for_session(agent.session(sid), lambda s: s.state == "done")
+        sent = len(ui.answer_chunks(ui.PROMPT))
+        # "\xb2" is "²", which str.isdigit() calls a digit; 99999 and `sent` name chunks never sent.
+        for bad_id in ("seven", "-3", "\xb2", "99999", str(sent)):
+            status, body = call(f"{sessions}/{sid}/events", headers={"Last-Event-ID": bad_id})
+            assert status == 400 and "Last-Event-ID" in body["error"], (bad_id, body)
+        assert "chunks 0-" in body["error"]
+        assert call(f"{sessions}/{sid}/events", headers={"Last-Event-ID": str(sent - 1)})[0] == 200  # the last one
         status, body = call(f"{sessions}/{sid}/pause", "POST")
         assert status == 409 and "already done" in body["error"]
         assert start(url)["state"] == "streaming"  # still serving
@@ -418,6 +423,25 @@ def test_page_streams_the_answer_as_text_never_as_html(web, tmp_path):
 
 
 @pytest.mark.timeout(60)
+def test_unreachable_server_is_reported_on_the_page_not_left_connecting(web):
+    agent = GatedAgent(gate_at=5)  # the stream stays live at chunk 5, so Pause is enabled
+    page, _ = web(agent)
+    page.route("**/ui/sessions", lambda route: route.abort())  # as if the server were gone
+    ask(page)
+    wait_for_state(page, "error")
+    assert "could not start: the server cannot be reached" in page.text_content("#log")
+    page.unroute("**/ui/sessions")
+    ask(page)
+    wait_for_text(page, first_chunks(5))
+    page.route("**/pause", lambda route: route.abort())
+    page.click("#pause")
+    page.wait_for_function("() => document.getElementById('log').textContent.includes('pause failed: the server')")
+    assert page.evaluate("document.body.dataset.state") == "streaming"
+    agent.gate.set()
+    wait_for_state(page, "done")
+
+
+@pytest.mark.timeout(60)
 def test_pause_holds_the_server_stream_and_resume_delivers_each_chunk_once(web):
     agent = GatedAgent(gate_at=8)
     page, _ = web(agent)
@@ -487,6 +511,19 @@ def test_serve_prints_the_page_address_and_stops_cleanly_on_sigterm():
         out, err = process.communicate(timeout=20)
     assert process.returncode == 0 and "Stopped." in out
     assert library_noise(first + second + out + err) == [] and err == ""
+
+
+@pytest.mark.timeout(30)
+def test_url_of_a_server_without_the_ui_endpoints_is_a_clear_error(capsys):
+    class PlainAgent(StreamingAgent):  # an A2A agent, but not this demo's
+        async def stream_response(self, message):
+            yield "hello"
+
+    with serve(PlainAgent(name="plain")) as url:
+        assert ui.main(["--url", url, "--fast", "--scripted"]) == 1
+    err = capsys.readouterr().err
+    assert re.search(r"HTTP 40[45] from /ui/sessions: this server has no stream-session endpoints", err), err
+    assert "JSONDecode" not in err and "Expecting value" not in err
 
 
 @pytest.mark.timeout(60)
