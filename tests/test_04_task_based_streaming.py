@@ -3,6 +3,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -10,7 +11,8 @@ import urllib.request
 import pytest
 
 from conftest import ROOT, library_noise, load_script, run_script
-from streaming_kit import (StreamingAgent, TaskStreamingClient, artifact_text, serve, text_message)
+from streaming_kit import (StreamingAgent, TaskStreamingAgent, TaskStreamingClient, TaskUpdate, artifact_text,
+                           serve, text_message)
 from python_a2a import A2AError, StreamingClient, Task, TaskState, TaskStatus
 
 SCRIPT = "04_task_based_streaming.py"
@@ -285,6 +287,40 @@ def test_cancel_refused_for_finished_or_unknown_task(url):
         asyncio.run(client.cancel_task(task.id))
     with pytest.raises(A2AError, match="-32001"):
         asyncio.run(client.cancel_task("no-such-task"))
+
+
+class FinishesWhileCancelled(TaskStreamingAgent):
+    """Its work is done, but its clean-up (the loop waits for executor jobs) is still running
+    when a cancel arrives: the cancel is too late and must not claim the task."""
+
+    def __init__(self):
+        super().__init__(name="racer")
+        self.cleaning_up = threading.Event()
+
+    def _slow_clean_up(self):
+        self.cleaning_up.set()
+        time.sleep(0.5)
+
+    async def run_task(self, message):
+        yield TaskUpdate.progress("last step", 1, 1)
+        asyncio.get_running_loop().run_in_executor(None, self._slow_clean_up)  # not awaited: the work ends
+
+
+@pytest.mark.timeout(30)
+def test_cancel_that_loses_the_race_to_completion_is_refused_not_reported_cancelled():
+    agent = FinishesWhileCancelled()
+    with serve(agent) as base_url:
+        client = TaskStreamingClient(base_url)
+
+        async def scenario():
+            task = new_task("go")
+            following = asyncio.create_task(collect(client.tasks_send_subscribe(task)))
+            await asyncio.get_running_loop().run_in_executor(None, agent.cleaning_up.wait, 10)
+            with pytest.raises(A2AError, match="-32002.*ended completed before the cancel"):
+                await client.cancel_task(task.id)
+            return await following
+
+        assert asyncio.run(scenario())[-1].status.state == DONE
 
 
 @pytest.mark.timeout(30)
