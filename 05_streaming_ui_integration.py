@@ -34,13 +34,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Optional
 
-import streaming_kit  # before python_a2a: fast import
+import streaming_kit  # noqa: F401  (before python_a2a: fast import)
 import aiohttp
 from flask import Response, jsonify, request, send_from_directory
 from tqdm import tqdm
 
 from streaming_kit import (RequestProblem, StreamingAgent, StrictStreamingClient, chunk_text, demo_parser,
-                           message_text, paint, print_table, run_demo, text_message)
+                           last_event_id, message_text, paint, print_table, run_demo, text_message)
 
 DEFAULT_PORT = 8105
 PAGE = Path(__file__).resolve().parent / "static" / "05_streaming_ui.html"
@@ -315,7 +315,7 @@ class StreamUIAgent(StreamingAgent):
         if session is None:
             return _no_such_session(sid)
         try:  # EventSource sends Last-Event-ID when it reconnects; the kit's parser takes ASCII digits only
-            next_index = session.index_after(streaming_kit._last_event_id())
+            next_index = session.index_after(last_event_id())
         except RequestProblem as problem:
             return jsonify({"error": str(problem)}), problem.status
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

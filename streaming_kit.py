@@ -345,7 +345,7 @@ class StreamingAgent(A2AServer):
 
     def _read_stream_request(self) -> tuple[Message, int]:
         """The message and the resume point (Last-Event-ID: skip chunks up to that index)."""
-        last_id = _last_event_id()
+        last_id = last_event_id()
         return parse_stream_request(self._read_json_body()), (-1 if last_id is None else last_id)
 
     def _read_json_body(self) -> Any:
@@ -394,7 +394,7 @@ class StreamingAgent(A2AServer):
             self._untrack(run)
 
 
-def _last_event_id() -> Optional[int]:
+def last_event_id() -> Optional[int]:
     """The request's Last-Event-ID as a number (None when absent); RequestProblem(400) if not one."""
     value = request.headers.get("Last-Event-ID", "").strip()
     if value and not re.fullmatch(r"-?[0-9]+", value):
@@ -959,7 +959,7 @@ class TaskStreamingAgent(StreamingAgent):
 
     def _last_event_id(self) -> Optional[int]:
         try:
-            return _last_event_id()
+            return last_event_id()
         except RequestProblem:
             raise _RpcProblem(400, -32602, "Last-Event-ID must be the seq of the last update seen") from None
 
