@@ -56,11 +56,13 @@ async def ask_streaming(client: StrictStreamingClient, question: str) -> dict:
     print(paint("Streamed answer:", "cyan"))
     started = time.perf_counter()
     first_text_at, pieces = None, []
-    async for chunk in client.stream_response(question):
-        first_text_at = first_text_at or time.perf_counter()
-        pieces.append(chunk_text(chunk))
-        print(pieces[-1], end="", flush=True)
-    print("\n")
+    try:
+        async for chunk in client.stream_response(question):
+            first_text_at = first_text_at or time.perf_counter()
+            pieces.append(chunk_text(chunk))
+            print(pieces[-1], end="", flush=True)
+    finally:
+        print("\n", flush=True)  # end the answer's line, also before an error message
     return {"text": "".join(pieces), "chunks": len(pieces),
             "first": (first_text_at or time.perf_counter()) - started, "total": time.perf_counter() - started}
 

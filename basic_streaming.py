@@ -37,14 +37,17 @@ async def ask(url: str) -> int:
     client = StrictStreamingClient(url)
     print(f"Q: {QUESTION}\nA: ", end="", flush=True)
     started, first_at, received = time.perf_counter(), None, []
-    async for chunk in client.stream_response(QUESTION):  # raises if the stream breaks
-        first_at = first_at or time.perf_counter()
-        received.append(chunk_text(chunk))
-        print(received[-1], end="", flush=True)
-    total, first = time.perf_counter() - started, (first_at or started) - started
-    intact = "".join(received).strip() == ANSWER  # the kit already raised on any loss
+    try:
+        async for chunk in client.stream_response(QUESTION):  # raises if the stream breaks
+            first_at = first_at or time.perf_counter()
+            received.append(chunk_text(chunk))
+            print(received[-1], end="", flush=True)
+    finally:
+        print(flush=True)  # end the answer's line, also before an error message
+    total, first, text = time.perf_counter() - started, (first_at or started) - started, "".join(received)
+    intact = text.strip() == ANSWER  # the kit already raised on any loss
     verdict = "every word arrived, in order" if intact else "the answer arrived changed"
-    print(f"\n\n{len(received)} chunks, {len(ANSWER)} characters, first after {first:.2f} s, "
+    print(f"\n{len(received)} chunks, {len(text)} characters, first after {first:.2f} s, "
           f"all in {total:.2f} s: {verdict}")
     return 0 if intact else 1
 

@@ -35,6 +35,9 @@ BAD_BODIES = {  # what a server must refuse with 4xx, not 500 or a hang
 }
 
 
+REFUSALS = {400, 413, 415, 422}  # the statuses that say "I read your request and refuse it"
+
+
 class CheckFailed(Exception):
     """A check's own verdict: the reason it failed."""
 
@@ -108,7 +111,13 @@ def check_a2a_version() -> str:
 
 # ---------------------------------------------------------------- protocol checks (any server)
 async def check_agent_card(url: str) -> str:
-    card = json.loads(_http("GET", f"{url}/agent.json")[1])
+    status, body = _http("GET", f"{url}/agent.json")
+    if status != 200:
+        raise CheckFailed(f"GET /agent.json answered HTTP {status}: is this a python-a2a server's base URL?")
+    try:
+        card = json.loads(body)
+    except ValueError:
+        raise CheckFailed(f"GET /agent.json did not answer JSON: {body[:60]!r}") from None
     if not card.get("capabilities", {}).get("streaming"):
         raise CheckFailed(f"agent card of {card.get('name')!r} does not claim capabilities.streaming")
     return f"{card.get('name')!r} claims streaming"
@@ -160,9 +169,11 @@ async def check_streams_complete(url: str, text: str, runs: int) -> str:
 
 async def check_bad_input(url: str) -> str:
     answers = {name: _http("POST", f"{url}/stream", body)[0] for name, body in BAD_BODIES.items()}
-    wrong = [f"{name} → {status}" for name, status in answers.items() if not 400 <= status < 500]
+    if set(answers.values()) & {404, 405}:  # 4xx, but no refusal: nothing at /stream read the body
+        raise CheckFailed(f"POST /stream answered HTTP {sorted(set(answers.values()))}: no streaming endpoint here")
+    wrong = [f"{name} → {status}" for name, status in answers.items() if status not in REFUSALS]
     if wrong:
-        raise CheckFailed("expected 4xx for: " + ", ".join(wrong))
+        raise CheckFailed(f"expected {'/'.join(map(str, sorted(REFUSALS)))} for: " + ", ".join(wrong))
     if _http("GET", f"{url}/agent.json")[0] != 200:
         raise CheckFailed("the server stopped answering after bad input")
     return f"{len(answers)} bad requests → " + ", ".join(sorted({str(s) for s in answers.values()}))
@@ -212,15 +223,38 @@ def _http(method: str, url: str, body: bytes | None = None) -> tuple[int, bytes]
         return error.code, error.read()
 
 
-async def run_check(name: str, check: Callable[[], Awaitable[str] | str]) -> Result:
-    try:
-        outcome = check()
-        detail = await outcome if asyncio.iscoroutine(outcome) else outcome
-        return Result(name, True, detail)
-    except CheckFailed as failure:
-        return Result(name, False, str(failure))
-    except Exception as error:  # an unexpected error is a failed check, with its reason
-        return Result(name, False, f"{type(error).__name__}: {error}")
+class Checklist:
+    """Runs checks one by one; each line is printed as soon as its check ends (not with --json)."""
+
+    def __init__(self, as_json: bool):
+        self.as_json = as_json
+        self.results: list[Result] = []
+        self.marks = ("✓", "✗") if "utf" in (sys.stdout.encoding or "").lower() else ("PASS", "FAIL")
+
+    async def run(self, name: str, check: Callable[[], Awaitable[str] | str]) -> None:
+        try:
+            outcome = check()
+            self.add(Result(name, True, await outcome if asyncio.iscoroutine(outcome) else outcome))
+        except CheckFailed as failure:
+            self.add(Result(name, False, str(failure)))
+        except Exception as error:  # an unexpected error is a failed check, with its reason
+            self.add(Result(name, False, f"{type(error).__name__}: {error}"))
+
+    def add(self, result: Result) -> None:
+        self.results.append(result)
+        if not self.as_json:
+            mark = kit.paint(self.marks[0], "green") if result.ok else kit.paint(self.marks[1], "red")
+            print(f"{mark} {result.check}: {result.detail}", flush=True)
+
+    def finish(self) -> bool:
+        """Print the verdict (or the JSON); True when every check passed."""
+        passed = all(r.ok for r in self.results)
+        if self.as_json:
+            print(json.dumps({"passed": passed, "checks": [asdict(r) for r in self.results]}, indent=2))
+        else:
+            failed = sum(not r.ok for r in self.results)
+            print(f"\n{len(self.results) - failed} passed, {failed} failed")
+        return passed
 
 
 def protocol_checks(url: str, text: str, runs: int) -> list[tuple[str, Callable]]:
@@ -230,34 +264,26 @@ def protocol_checks(url: str, text: str, runs: int) -> list[tuple[str, Callable]
             ("bad input gets 4xx", lambda: check_bad_input(url))]
 
 
-async def run_local(runs: int) -> list[Result]:
-    results = [await run_check(name, check) for name, check in (
-        ("Python version", check_python), ("packages importable", check_packages),
-        ("python-a2a version", check_a2a_version))]
+async def run_local(checklist: Checklist, runs: int) -> None:
+    for name, check in (("Python version", check_python), ("packages importable", check_packages),
+                        ("python-a2a version", check_a2a_version)):
+        await checklist.run(name, check)
     agent = HarnessAgent()
     started = time.perf_counter()
     with kit.serve(agent) as url:
-        results.append(Result("server starts on a free port", True,
-                              f"{url} in {(time.perf_counter() - started) * 1000:.0f} ms"))
+        checklist.add(Result("server starts on a free port", True,
+                             f"{url} in {(time.perf_counter() - started) * 1000:.0f} ms"))
         for name, check in protocol_checks(url, "hello streaming world", runs) + [
                 (f"{MANY_CHUNKS} chunks at zero delay", lambda: check_many_chunks(url)),
                 ("long idle gap survives", lambda: check_idle_gap(url, agent)),
                 ("agent error surfaces as an error", lambda: check_error_surfaces(url)),
                 ("client disconnect stops the agent", lambda: check_disconnect(url, agent))]:
-            results.append(await run_check(name, check))
-    return results
+            await checklist.run(name, check)
 
 
-def report(results: list[Result], as_json: bool) -> None:
-    if as_json:
-        print(json.dumps({"passed": all(r.ok for r in results), "checks": [asdict(r) for r in results]}, indent=2))
-        return
-    marks = ("✓", "✗") if "utf" in (sys.stdout.encoding or "").lower() else ("PASS", "FAIL")
-    for result in results:
-        mark = kit.paint(marks[0], "green") if result.ok else kit.paint(marks[1], "red")
-        print(f"{mark} {result.check}: {result.detail}")
-    failed = sum(not r.ok for r in results)
-    print(f"\n{len(results) - failed} passed, {failed} failed")
+async def run_remote(checklist: Checklist, url: str, text: str, runs: int) -> None:
+    for name, check in protocol_checks(url, text, runs):
+        await checklist.run(name, check)
 
 
 def _positive(value: str) -> int:
@@ -277,16 +303,17 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if not args.verbose:
         kit.quiet()
-    if args.url:
-        results = asyncio.run(_gather(protocol_checks(args.url, args.message, args.runs)))
-    else:
-        results = asyncio.run(run_local(args.runs))
-    report(results, args.json)
-    return 0 if all(r.ok for r in results) else 1
-
-
-async def _gather(checks: list[tuple[str, Callable]]) -> list[Result]:
-    return [await run_check(name, check) for name, check in checks]
+    checklist = Checklist(args.json)
+    try:
+        asyncio.run(run_remote(checklist, args.url, args.message, args.runs) if args.url
+                    else run_local(checklist, args.runs))
+        passed = checklist.finish()
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly
+        return kit.stdout_gone()
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":

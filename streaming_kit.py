@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 import traceback
+import urllib.parse
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
@@ -414,7 +415,7 @@ def serve(agent: A2AServer, host: str = "127.0.0.1", port: int = 0) -> Iterator[
         server = make_server(host, port, _a2a_http.create_flask_app(agent), threaded=True, fd=listener.fileno())
     finally:
         listener.close()  # werkzeug works on its own duplicate of the socket
-    url = f"http://{host}:{server.port}"
+    url = f"http://[{host}]:{server.port}" if ":" in host else f"http://{host}:{server.port}"
     if hasattr(agent, "agent_card"):
         agent.agent_card.url = url
     if isinstance(agent, StreamingAgent):
@@ -505,6 +506,7 @@ class StrictStreamingClient(StreamingClient):
             async with self._create_session() as session:
                 async with session.post(f"{self.url}/stream", json=message.to_dict(), headers=headers) as response:
                     await _raise_for_status(response, f"{self.url}/stream")
+                    _require_event_stream(response, f"{self.url}/stream")
                     async for chunk in self._process_stream(response):
                         expected = _check_index(chunk, expected)
                         finished = isinstance(chunk, dict) and bool(chunk.get("lastChunk"))
@@ -539,6 +541,13 @@ def _check_index(chunk: Any, expected: int) -> int:
     return expected + 1
 
 
+def _require_event_stream(response: aiohttp.ClientResponse, where: str) -> None:
+    """A 2xx that is not text/event-stream is not a stream: say so, rather than report a lost tail."""
+    if response.content_type != "text/event-stream":
+        raise A2AConnectionError(f"{where} answered {response.content_type or 'no content type'}, "
+                                 "not text/event-stream: not an A2A streaming endpoint")
+
+
 async def _raise_for_status(response: aiohttp.ClientResponse, where: str) -> None:
     """Raise for any 4xx/5xx with the server's own error text: A2AResponseError when the agent
     failed (5xx), A2AConnectionError when the request went to the wrong place or was refused."""
@@ -546,7 +555,9 @@ async def _raise_for_status(response: aiohttp.ClientResponse, where: str) -> Non
         return
     body = (await response.text())[:300]
     if "html" in response.headers.get("Content-Type", ""):  # §14: not an A2A endpoint at all
-        body = "not an A2A streaming endpoint; pass the server's base URL (e.g. http://127.0.0.1:8100)"
+        body = "an HTML page, not an A2A answer"
+        if urllib.parse.urlsplit(where).path.count("/") > 1:  # e.g. .../a2a/stream: a path was passed
+            body += "; pass the server's base URL (e.g. http://127.0.0.1:8100), without a path"
     error = A2AResponseError if response.status >= 500 else A2AConnectionError
     raise error(f"HTTP {response.status} from {where}: {body}")
 
@@ -637,19 +648,28 @@ def run_demo(args: argparse.Namespace, make_agent: Callable[[], A2AServer],
         with serve(make_agent()) as url:
             return asyncio.run(client(url))
     except A2AError as exc:
-        print(paint(f"error: {exc}", "red"), file=sys.stderr)
+        print(paint(f"error: {exc}", "red", sys.stderr), file=sys.stderr)
         return 1
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly
+        return stdout_gone()
     except OSError as exc:  # e.g. --serve on a port that is taken
         where = f" on {args.host}:{args.port}" if args.serve else ""
         hint = "; choose another --port, or --port 0 for any free one" if exc.errno == errno.EADDRINUSE else ""
-        print(paint(f"error: cannot serve{where}: {os.strerror(exc.errno) if exc.errno else exc}{hint}", "red"),
-              file=sys.stderr)
+        print(paint(f"error: cannot serve{where}: {exc.strerror or exc}{hint}", "red", sys.stderr), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
 
 
 # ---------------------------------------------------------------- output
+def stdout_gone() -> int:
+    """After a BrokenPipeError: send the rest of stdout to /dev/null (so Python's exit flush does
+    not fail again) and return 141, the status of a process ended by SIGPIPE."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141
+
+
 def use_colour(stream=sys.stdout) -> bool:
     """Colour only on a terminal and only when NO_COLOR is not set."""
     return stream.isatty() and "NO_COLOR" not in os.environ

@@ -1,10 +1,12 @@
 """basic_streaming.py: run as a user runs it, and its agent and client used directly."""
 import asyncio
+import subprocess
+import sys
 
 import pytest
 
 import streaming_kit as kit
-from conftest import library_noise, load_script, run_script
+from conftest import ROOT, library_noise, load_script, run_script
 
 basic = load_script("basic_streaming.py")
 
@@ -13,7 +15,7 @@ def test_demo_prints_the_whole_answer_and_a_summary():
     result = run_script("basic_streaming.py", "--fast")
     assert result.returncode == 0, result.stderr
     assert basic.ANSWER in result.stdout
-    assert "24 chunks, 135 characters" in result.stdout
+    assert f"24 chunks, {len(basic.ANSWER) + 1} characters" in result.stdout  # what arrived: a space after each word
     assert "every word arrived, in order" in result.stdout
     assert library_noise(result.stdout + result.stderr) == []
 
@@ -32,12 +34,29 @@ def test_client_exits_1_when_the_answer_arrives_changed(capsys):
             yield "something else"
     with kit.serve(WrongAnswer()) as url:
         assert asyncio.run(basic.ask(url)) == 1
-    assert "changed" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "changed" in out and "1 chunks, 14 characters" in out  # counts what arrived, not what was expected
+
+
+def test_an_error_starts_on_its_own_line():
+    with kit.serve(basic.WordStreamer()) as url:
+        pass  # closed again: nothing answers there now
+    result = run_script("basic_streaming.py", "--url", url)
+    assert result.returncode == 1 and result.stdout.endswith("A: \n")  # the answer's line is ended
+    assert result.stderr.startswith("error: cannot connect")
+
+
+def test_a_reader_that_goes_away_ends_the_demo_quietly():
+    process = subprocess.Popen([sys.executable, str(ROOT / "basic_streaming.py")], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    assert process.stdout.readline().startswith(b"Q: ")
+    process.stdout.close()  # as `| head -1` does
+    assert process.wait(timeout=60) == 141
+    assert process.stderr.read() == b""
 
 
 @pytest.mark.timeout(60)
 def test_serve_and_url_work_from_two_processes():
-    import subprocess
     import sys
     server = subprocess.Popen([sys.executable, "basic_streaming.py", "--serve", "--port", "0"], cwd=kit.__file__.rsplit("/", 1)[0],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)

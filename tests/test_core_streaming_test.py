@@ -1,6 +1,9 @@
 """core_streaming_test.py: the smoke harness passes on the kit and names what a broken server loses."""
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -78,3 +81,32 @@ def test_unreachable_server_fails_every_check_with_a_reason():
     assert result.returncode == 1
     assert "0 passed, 4 failed" in result.stdout
     assert "Connection refused" in result.stdout or "Cannot connect" in result.stdout
+
+
+def test_a_url_with_no_streaming_endpoint_fails_bad_input_instead_of_passing_on_405():
+    """405 and 404 are 4xx, but they refuse the path, not the body: that is no evidence of validation."""
+    with kit.serve(harness.HarnessAgent()) as url:
+        result = run_script("core_streaming_test.py", "--url", f"{url}/a2a", "--runs", "1", "--json")
+    checks = {c["check"]: c for c in json.loads(result.stdout)["checks"]}
+    assert result.returncode == 1
+    assert not checks["bad input gets 4xx"]["ok"] and "no streaming endpoint here" in checks["bad input gets 4xx"]["detail"]
+
+
+def test_a_missing_agent_card_is_named_by_its_status_not_a_json_error():
+    server = serve_raw_sse([])  # a server with /stream only
+    try:
+        with pytest.raises(harness.CheckFailed, match="answered HTTP 404"):
+            asyncio.run(harness.check_agent_card(f"http://127.0.0.1:{server.server_port}"))
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_lines_appear_as_each_check_ends_and_a_closed_pipe_ends_quietly():
+    process = subprocess.Popen([sys.executable, str(harness.__file__)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env={**os.environ, "NO_COLOR": "1"})
+    first = process.stdout.readline()  # arrives long before the whole checklist is done
+    assert first.startswith(b"\xe2\x9c\x93 Python version") or first.startswith(b"PASS Python version")
+    process.stdout.close()  # the reader goes away, as with `| head -1`
+    assert process.wait(timeout=60) == 141
+    assert b"Traceback" not in process.stderr.read()

@@ -1,5 +1,6 @@
 """The kit against the library: completeness, errors, disconnects, bad input, idle gaps, shutdown."""
 import asyncio
+import socket
 import subprocess
 import sys
 import threading
@@ -7,7 +8,7 @@ import urllib.error
 import urllib.request
 
 import pytest
-from python_a2a import A2AConnectionError, A2AStreamingError
+from python_a2a import A2AConnectionError, A2AError, A2AStreamingError
 
 import streaming_kit as kit
 from conftest import ROOT, stock_agent_class
@@ -417,15 +418,46 @@ def test_streams_arriving_during_shutdown_are_refused_with_an_error():
 
 
 # ---------------------------------------------------------------- the client checks what it receives
-def serve_raw_sse(body: str):
-    """A server whose /stream answers with exactly this SSE text."""
+def serve_raw_sse(body: str, mimetype: str = "text/event-stream", status: int = 200, path: str = "/stream"):
+    """A server whose `path` answers POSTs with exactly this body (SSE text unless told otherwise)."""
     from flask import Flask, Response
     from werkzeug.serving import make_server
     app = Flask("raw")
-    app.add_url_rule("/stream", "stream", lambda: Response(body, mimetype="text/event-stream"), methods=["POST"])
+    app.add_url_rule(path, "stream", lambda: Response(body, status=status, mimetype=mimetype), methods=["POST"])
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+@pytest.mark.parametrize("mimetype, status, path, client_path, message", [
+    ("application/json", 200, "/stream", "", r"answered application/json, not text/event-stream"),
+    ("text/html", 501, "/stream", "", r"HTTP 501 .*an HTML page, not an A2A answer$"),
+    ("text/html", 404, "/a2a/stream", "/a2a", r"HTTP 404 .*without a path"),
+], ids=["JSON instead of a stream", "HTML at the base URL", "HTML under a path"])
+def test_a_server_that_does_not_stream_is_named_as_such_not_as_a_lost_tail(mimetype, status, path, client_path,
+                                                                             message):
+    server = serve_raw_sse('{"hello": "world"}', mimetype, status, path)
+    try:
+        with pytest.raises(A2AError, match=message):
+            asyncio.run(collect(f"http://127.0.0.1:{server.server_port}{client_path}", "hi"))
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_serve_on_an_ipv6_address_gives_a_usable_url():
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    try:
+        context = kit.serve(CountingAgent(), host="::1")
+        url = context.__enter__()
+    except OSError as exc:
+        pytest.skip(f"cannot bind ::1 here: {exc}")
+    try:
+        assert url.startswith("http://[::1]:")
+        expect_complete(url, 3)
+    finally:
+        context.__exit__(None, None, None)
 
 
 def events(*chunks: dict) -> str:
