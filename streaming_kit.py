@@ -398,7 +398,7 @@ class StreamingAgent(A2AServer):
 def last_event_id() -> Optional[int]:
     """The request's Last-Event-ID as a number (None when absent); RequestProblem(400) if not one."""
     value = request.headers.get("Last-Event-ID", "").strip()
-    if value and not re.fullmatch(r"-?[0-9]+", value):
+    if value and not re.fullmatch(r"[0-9]+", value):  # no sign, ASCII digits only ("²" passes str.isdigit)
         raise RequestProblem(400, "Last-Event-ID must be the number of the last event received")
     return int(value) if value else None
 
@@ -947,6 +947,9 @@ class TaskStreamingAgent(StreamingAgent):
         else:
             raise _RpcProblem(404, -32601, f"method {method!r} not found here: "
                                             "use tasks/sendSubscribe or tasks/resubscribe")
+        if after is not None and after >= len(run.events):  # a seq not sent yet: replaying "after" it would skip
+            raise _RpcProblem(400, -32602, f"Last-Event-ID {after} names no update of task {run.task.id}: "
+                                           f"updates 0-{len(run.events) - 1} have been sent")
         events = self._task_events(run, -1 if after is None else after, snapshot_first, frame)
         return Response(events, mimetype="text/event-stream",
                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

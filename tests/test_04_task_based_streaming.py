@@ -417,6 +417,18 @@ def test_bad_task_requests_get_json_rpc_errors(url):
     assert len(raw_subscribe(url, "still serving")) == 12
 
 
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("last_seen", ["-3", "12", "50"])
+def test_resubscribe_after_an_update_never_sent_is_refused_not_silently_shortened(url, last_seen):
+    task = new_task("report")
+    assert len(asyncio.run(collect(TaskStreamingClient(url).tasks_send_subscribe(task)))) == 12  # seqs 0-11
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tasks/resubscribe", "params": {"id": task.id}}
+    status, reply = post_json(f"{url}/tasks/stream", body, {"Last-Event-ID": last_seen})
+    assert status == 400 and reply["error"]["code"] == -32602, reply
+    assert "Last-Event-ID" in reply["error"]["message"]
+    assert last_seen.startswith("-") or "updates 0-11 have been sent" in reply["error"]["message"]
+
+
 # ---------------------------------------------------------------- the rest of the agent
 @pytest.mark.timeout(30)
 def test_shutdown_cancels_a_running_task(agent):

@@ -485,7 +485,7 @@ def test_client_keeps_final_text_and_refuses_gaps_and_repeats(body, outcome):
         server.server_close()
 
 
-@pytest.mark.parametrize("last_id", ["--3", "\u00b9", "1.5", "0x10"])
+@pytest.mark.parametrize("last_id", ["--3", "-1", "\u00b9", "1.5", "0x10"])
 def test_odd_resume_points_get_400(counting, last_id):
     _, url = counting
     request = urllib.request.Request(f"{url}/stream", data=b'{"content": {"type": "text", "text": "1"}}',
