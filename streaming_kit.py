@@ -142,7 +142,8 @@ def parse_stream_request(body: Any) -> Message:
         raise RequestProblem(400, "request body must be a JSON object")
     raw = body.get("message", body)
     if not isinstance(raw, dict) or not ("content" in raw or "parts" in raw):
-        raise RequestProblem(400, "missing message: send {'content': {'type': 'text', 'text': ...}, 'role': 'user'}")
+        raise RequestProblem(400, "missing message: send {'role': 'user', 'parts': [{'type': 'text', 'text': ...}]} "
+                                  "(A2A) or {'role': 'user', 'content': {'type': 'text', 'text': ...}} (python-a2a)")
     if "parts" in raw and "content" not in raw:
         raw = {**raw, "role": raw.get("role", "user"), "parts": _joined_text_parts(raw["parts"])}
     try:
@@ -996,7 +997,10 @@ class TaskStreamingAgent(StreamingAgent):
 
     def _start_task(self, params: dict) -> _TaskRun:
         """Register the task, log "submitted", and start its work in a thread of its own."""
-        message = parse_stream_request({"message": params.get("message")})
+        try:
+            message = parse_stream_request({"message": params.get("message")})
+        except RequestProblem as problem:  # in JSON-RPC terms the params are wrong, not the request
+            raise _RpcProblem(problem.status, -32602, f"params.message: {problem}") from None
         task = Task(id=str(params.get("id") or uuid.uuid4()), session_id=params.get("sessionId"),
                     message=params.get("message"))
         with self._live_lock:

@@ -405,7 +405,7 @@ def test_bad_task_requests_get_json_rpc_errors(url):
     cases = [
         (b"{not json", 400, -32700),
         (rpc("tasks/unknown", {}), 404, -32601),
-        (rpc("tasks/sendSubscribe", {"id": "x"}), 400, None),  # no message
+        (rpc("tasks/sendSubscribe", {"id": "x"}), 400, -32602),  # no message: invalid params
         (rpc("tasks/resubscribe", {}), 400, -32602),
         (rpc("tasks/resubscribe", {"id": "missing"}), 404, -32001),
     ]
