@@ -24,6 +24,7 @@ current A2A method, message/stream (v0.3 JSON-RPC on POST /), with the same upda
     python 04_task_based_streaming.py --serve              # only the agent, on http://127.0.0.1:8104
 """
 import asyncio
+import contextlib
 import re
 import sys
 import time
@@ -189,22 +190,24 @@ SCENARIOS = {
 async def follow(client: TaskStreamingClient, task: Task, watcher: TaskWatcher, scenario: str,
                  pause: float) -> None:
     """Send the task with tasks/sendSubscribe and follow it the way the scenario says."""
-    updates, cancel_sent = client.tasks_send_subscribe(task), False
-    async for update in updates:
-        watcher.apply(update)
-        if scenario == "cancel" and watcher.step == 3 and not cancel_sent:
-            watcher.say(paint("  client: tasks/cancel", "magenta"))
-            await client.cancel_task(task.id)  # returns once the agent's work has stopped
-            cancel_sent = True
-        if scenario == "resubscribe" and watcher.step == 2:
-            break  # the connection drops here
-    await updates.aclose()  # closes the HTTP stream (the task itself keeps running)
+    cancel_sent = False
+    # aclosing: leaving the loop early (or by an error) closes the HTTP stream; the task keeps running
+    async with contextlib.aclosing(client.tasks_send_subscribe(task)) as updates:
+        async for update in updates:
+            watcher.apply(update)
+            if scenario == "cancel" and watcher.step == 3 and not cancel_sent:
+                watcher.say(paint("  client: tasks/cancel", "magenta"))
+                await client.cancel_task(task.id)  # returns once the agent's work has stopped
+                cancel_sent = True
+            if scenario == "resubscribe" and watcher.step == 2:
+                break  # the connection drops here
     if scenario == "resubscribe":
         watcher.say(paint(f"  connection dropped after update #{watcher.last_seq}; resubscribing", "magenta"))
         await asyncio.sleep(pause)  # meanwhile the agent keeps working
         resumed_after = watcher.last_seq
-        async for update in client.tasks_resubscribe(task.id, after=resumed_after):
-            watcher.apply(update)
+        async with contextlib.aclosing(client.tasks_resubscribe(task.id, after=resumed_after)) as updates:
+            async for update in updates:
+                watcher.apply(update)
         watcher.say(f"  resubscribe delivered updates #{resumed_after + 1}-#{watcher.last_seq} "
                      f"({watcher.repeated} repeated)")
 
@@ -214,8 +217,9 @@ async def server_copy(client: TaskStreamingClient, task_id: str) -> dict[str, st
 
     Resubscribing without `after` starts with a snapshot of the task; for a finished task that
     snapshot is the only update, and it holds every artifact whole."""
-    async for snapshot in client.tasks_resubscribe(task_id):
-        return {a["artifactId"]: artifact_text(a) for a in snapshot.artifacts}
+    async with contextlib.aclosing(client.tasks_resubscribe(task_id)) as updates:
+        async for snapshot in updates:
+            return {a["artifactId"]: artifact_text(a) for a in snapshot.artifacts}
     return {}
 
 

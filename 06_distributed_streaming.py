@@ -45,7 +45,7 @@ from typing import AsyncIterator, Callable, Optional
 
 import aiohttp
 from streaming_kit import (StreamingAgent, StrictStreamingClient, chunk_text, demo_parser, message_text,
-                           paint, print_table, quiet, serve_until_interrupted)
+                           paint, print_table, quiet, serve_until_interrupted, stdout_gone)
 from python_a2a import A2AError, Message
 from python_a2a.server.http import create_flask_app
 
@@ -693,10 +693,12 @@ def main(argv: Optional[list[str]] = None) -> int:
                 print(f"  {replica.name}: pid {replica.process.pid} at {replica.url}")
             return run_with(replicas, modes, args)
     except (A2AError, ReplicaStartError) as exc:
-        print(paint(f"error: {exc}", "red"), file=sys.stderr)
+        print(paint(f"error: {exc}", "red", sys.stderr), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (`| head`); the replicas are stopped all the same
+        return stdout_gone()
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
 
