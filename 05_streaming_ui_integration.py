@@ -36,7 +36,7 @@ from typing import Any, AsyncIterator, Callable, Optional
 
 import streaming_kit  # noqa: F401  (before python_a2a: fast import)
 import aiohttp
-from flask import Response, jsonify, request, send_from_directory
+from flask import Response, jsonify, send_from_directory
 from tqdm import tqdm
 
 from streaming_kit import (RequestProblem, StreamingAgent, StrictStreamingClient, chunk_text, demo_parser,
@@ -68,8 +68,8 @@ class StreamSession:
     def __init__(self, agent: "StreamUIAgent", prompt: str):
         self.id = secrets.token_urlsafe(12)  # unguessable: the id is the only key to the session
         self.agent = agent
-        self.message = text_message(prompt)
-        self.total = agent.expected_chunks(self.message)
+        self.prompt = prompt  # only the prompt: nothing of the request that brought it
+        self.total = agent.expected_chunks(text_message(prompt))
         self.chunks: list[str] = []
         self.state = "streaming"  # then paused <-> streaming, and finally done | cancelled | error
         self.error: Optional[str] = None
@@ -78,35 +78,46 @@ class StreamSession:
         self.watchers = 0
         self.last_watched = time.monotonic()
         self.changed = threading.Condition()  # guards all the fields above; notified on any change
-        self._cancelling = False
-        self._loop = asyncio.new_event_loop()
+        self._cancelling = False  # a cancel was accepted: no chunk is published after it
+        self._pulling = True  # still pulling from the agent; after that every control is refused
         self._resumed = asyncio.Event()
-        self._task = self._loop.create_task(self._produce())  # runs once start() starts the thread
+        self._loop: Optional[asyncio.AbstractEventLoop] = None  # these two are made by _run ...
+        self._task: Optional[asyncio.Task] = None
+        self._ready = threading.Event()  # ... which sets this once they exist
         self._thread = threading.Thread(target=self._run, name=f"session {self.id}", daemon=True)
 
     def start(self) -> "StreamSession":
+        """Start the session's thread; returns once its loop and task exist, so controls can reach them."""
         self._thread.start()
+        self._ready.wait()
         return self
 
     def _run(self) -> None:
+        # The loop and the task are made here, in the session's own thread: both copy the context of
+        # the thread that makes them, and a request thread's context holds Flask's request (its body
+        # too). Made there, they would keep the request alive as long as the session.
+        self._loop = asyncio.new_event_loop()
+        self._task = self._loop.create_task(self._produce())
+        self._ready.set()
         self._loop.run_until_complete(self._task)
         self._loop.close()
 
     async def _produce(self) -> None:
         """Pull the agent's chunks one by one; hold them while paused; close the generator at the end."""
         watchdog = asyncio.create_task(self._close_when_abandoned())
-        agen = self.agent.stream_response(self.message)
+        agen = self.agent.stream_response(text_message(self.prompt))
         outcome, error = "done", None
         try:
             async for chunk in agen:
-                while not self._publish(chunk_text(chunk)):  # paused: this chunk and the generator wait
+                while not self._publish(chunk_text(chunk)):  # paused (or cancelled): the generator waits here
                     self._resumed.clear()
                     await self._resumed.wait()
         except asyncio.CancelledError:
-            outcome, error = "cancelled", self.error
+            outcome = "cancelled"
         except Exception as exc:  # the agent failed: the page shows the error, not a short answer
             outcome, error = "error", f"{type(exc).__name__}: {exc}"
         finally:
+            outcome, error = self._agent_done(outcome, error)
             watchdog.cancel()
             await asyncio.gather(watchdog, return_exceptions=True)  # let it finish before the loop closes
             try:
@@ -127,34 +138,52 @@ class StreamSession:
                 return
 
     def _publish(self, text: str) -> bool:
-        """Append a chunk to the log, unless paused (then False: the caller holds it)."""
+        """Append a chunk to the log; False if paused (the caller holds it) or cancelled (the cancel is coming)."""
         with self.changed:
             self.held = self.state == "paused"
-            if not self.held:
+            publish = not (self.held or self._cancelling)
+            if publish:
                 self.chunks.append(text)
             self.changed.notify_all()
-            return not self.held
+            return publish
+
+    def _agent_done(self, outcome: str, error: Optional[str]) -> tuple[str, Optional[str]]:
+        """The agent's part is over: controls from now on are refused as "already finished". A cancel
+        accepted before this counts even if the agent ended before it could act: what was accepted happened."""
+        with self.changed:
+            self._pulling = False
+            if outcome == "cancelled" or (outcome == "done" and self._cancelling):
+                return "cancelled", self.error
+            return outcome, error
 
     def _finish(self, outcome: str, error: Optional[str]) -> None:
         with self.changed:
             self.state, self.error, self.held, self.generator_closed = outcome, error, False, True
             self.changed.notify_all()
 
-    # -- controls, called from request threads
+    # -- controls, called from request threads once start() has returned
     def pause(self) -> None:
         self._set_state("paused")
 
-    def resume(self) -> None:
+    def resume(self, wait: float = 1.0) -> None:
+        """Let the generator go on; returns once a chunk held by the pause is in the log (or after `wait`),
+        so the status that follows describes the stream after resuming."""
         with self.changed:
             self._set_state("streaming")
             self._loop.call_soon_threadsafe(self._resumed.set)  # under the lock: the loop is still open
+            self.changed.wait_for(lambda: not (self.held and self.state == "streaming"), wait)
 
     def cancel(self, reason: Optional[str] = None) -> None:
         with self.changed:
             self._refuse_if_finished()
             if not self._cancelling:  # only once: a second cancel would interrupt the cleanup
                 self._cancelling, self.error = True, reason
-                self._loop.call_soon_threadsafe(self._task.cancel)  # under the lock: the loop is still open
+                self._loop.call_soon_threadsafe(self._cancel_task)  # under the lock: the loop is still open
+
+    def _cancel_task(self) -> None:
+        """In the session's loop: cancel the task while it pulls from the agent, never during its cleanup."""
+        if self._pulling:
+            self._task.cancel()
 
     def _set_state(self, state: str) -> None:
         with self.changed:  # re-entrant: resume() already holds it
@@ -165,6 +194,8 @@ class StreamSession:
     def _refuse_if_finished(self) -> None:
         if self.state in FINAL_STATES:
             raise SessionFinished(f"the stream is already {self.state}")
+        if not self._pulling:  # the agent has ended; only the cleanup is left
+            raise SessionFinished("the stream has already finished")
 
     def status(self) -> dict:
         with self.changed:
@@ -258,14 +289,14 @@ class StreamUIAgent(StreamingAgent):
 
     # -- sessions
     def start_session(self, prompt: str) -> StreamSession:
-        with self._sessions_lock:
+        with self._sessions_lock:  # started before it is listed: close_streams never finds one it cannot cancel
             live = [s for s in self._sessions.values() if s.state not in FINAL_STATES]
             if len(live) >= self.max_live_sessions:
                 raise TooManyStreams(f"{len(live)} streams are already live; cancel one first")
             self._forget_old_sessions()
-            session = StreamSession(self, prompt)
+            session = StreamSession(self, prompt).start()
             self._sessions[session.id] = session
-        return session.start()
+        return session
 
     def _forget_old_sessions(self, keep: int = 64) -> None:
         finished = [sid for sid, s in self._sessions.items() if s.state in FINAL_STATES]
@@ -282,7 +313,10 @@ class StreamUIAgent(StreamingAgent):
         return response
 
     def _start_view(self):
-        body = request.get_json(silent=True)
+        try:  # the kit's reader: 413 past max_body_bytes (a body without a length is cut there too), 400 if not JSON
+            body = self._read_json_body()
+        except RequestProblem as problem:
+            return jsonify({"error": str(problem)}), problem.status
         prompt = body.get("prompt") if isinstance(body, dict) else None
         if not isinstance(prompt, str) or not prompt.strip():
             return jsonify({"error": 'send a JSON object {"prompt": "your question"}'}), 400
@@ -431,7 +465,8 @@ class SessionAPI:
             status, text = response.status, await response.text()
         if status in (404, 405) and path == "/ui/sessions":  # this demo's server always has that route
             raise RuntimeError(f"HTTP {status} from {path}: this server has no stream-session endpoints "
-                               f"(a plain A2A agent?); start this demo's with: python {Path(__file__).name} --serve")
+                               f"(a plain A2A agent?); point --url at a server started with: "
+                               f"python {Path(__file__).name} --serve")
         body = _json_object(text)
         if body is None:  # a proxy's error page, say: show it rather than a JSON decoding error
             raise RuntimeError(f"HTTP {status} from {path}: expected a JSON object, got {text[:100]!r}")
@@ -462,6 +497,7 @@ class StreamReport:
     pieces: list[str] = field(default_factory=list)
     outcome: str = "?"
     checks: list[tuple[str, bool]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # shown under the table: what was not shown, and why
 
     @property
     def text(self) -> str:
@@ -612,6 +648,27 @@ async def interactive_session(api: SessionAPI, prompt: str) -> StreamReport:
 
 
 # ---------------------------------------------------------------- the terminal, scripted (no TTY)
+async def press(api: SessionAPI, sid: str, action: str) -> Optional[dict]:
+    """Press pause / resume / cancel: the status after it, or None if the stream had already finished.
+
+    A press after the end is refused (409), and that is no failure: with --pace 0 the whole answer
+    is out before anyone can press a key.
+    """
+    try:
+        return await api.control(sid, action)
+    except SessionFinished:
+        return None
+
+
+def too_late(key: str, after: int, status: dict) -> str:
+    """The truthful line for a key pressed after the stream had finished."""
+    return (f"  {key}  pressed after chunk {after}, but the stream had already finished "
+            f"({status['state']}, {status['published']} of {status['total']} chunks): nothing to {KEYS[key]}")
+
+
+SLOWER = "the answer was over before {key} was pressed; use a slower --pace (0.01 or more) to see {action} act"
+
+
 async def scripted_pause_resume(api: SessionAPI, prompt: str, hold: float) -> StreamReport:
     """Press p after chunk 2, wait `hold` seconds, press r; the answer must arrive whole, once."""
     report = StreamReport("terminal: pause, resume")
@@ -619,7 +676,11 @@ async def scripted_pause_resume(api: SessionAPI, prompt: str, hold: float) -> St
     sid, presses = session["id"], []
 
     async def pause_then_resume() -> None:
-        paused = await api.control(sid, "pause")
+        paused = await press(api, sid, "pause")
+        if paused is None:
+            print(too_late("p", 2, await api.status(sid)))
+            report.notes.append(SLOWER.format(key="p", action="pause"))
+            return
         seen = len(report.indices)
         print(f"  p  paused after chunk {paused['published'] - 1}; the server holds the agent's generator")
         await asyncio.sleep(hold)  # a person looking away for a moment
@@ -628,21 +689,19 @@ async def scripted_pause_resume(api: SessionAPI, prompt: str, hold: float) -> St
         print(f"     {hold:.2f} s paused: {len(during)} new chunks arrived; "
               f"agent's next chunk {'held on the server' if still['held'] else 'not ready yet'}")
         report.check("nothing sent while paused", not during and still["published"] == paused["published"])
-        await api.control(sid, "resume")
-        print("  r  resumed")
+        resumed = await press(api, sid, "resume")
+        print(f"  r  resumed: {resumed['published']} chunks sent so far" if resumed
+              else too_late("r", paused["published"] - 1, await api.status(sid)))
 
     def on_chunk(index: int) -> None:
         if index == 2 and not presses:
             presses.append(asyncio.create_task(pause_then_resume()))
 
     await watch(api, session, report, on_chunk=on_chunk)
-    try:
-        await asyncio.gather(*presses)
-    except SessionFinished:
-        report.check("pause arrived while streaming (use a slower --pace)", False)
+    await asyncio.gather(*presses)
     expected = "".join(answer_chunks(prompt))
     print(f"     {report.outcome}: {len(report.indices)} chunks, {len(report.text)} characters")
-    report.check("pressed p and r", bool(presses))
+    report.check("pressed p", bool(presses))
     report.check("stream done", report.outcome == "done")
     report.check("whole answer, every chunk once, in order", report.text == expected and report.each_once_in_order)
     return report
@@ -656,14 +715,18 @@ async def scripted_cancel(api: SessionAPI, prompt: str) -> StreamReport:
 
     def on_chunk(index: int) -> None:
         if index == 3 and not presses:
-            presses.append(asyncio.create_task(api.control(session["id"], "cancel")))
+            presses.append(asyncio.create_task(press(api, session["id"], "cancel")))
 
     await watch(api, session, report, on_chunk=on_chunk)
-    try:
-        await asyncio.gather(*presses)
-    except SessionFinished:
-        report.check("cancel arrived while streaming (use a slower --pace)", False)
+    refused = None in await asyncio.gather(*presses)
     status = await api.status(session["id"])
+    report.check("pressed c", bool(presses))
+    if refused:  # an accepted cancel always ends the stream "cancelled"; a refused one found it over
+        print(too_late("c", 3, status))
+        report.notes.append(SLOWER.format(key="c", action="cancel"))
+        report.check("whole answer, as the stream had finished", report.outcome == "done"
+                     and report.text == "".join(answer_chunks(prompt)))
+        return report
     print(f"  c  cancelled after chunk {status['published'] - 1} of {status['total']}; "
           f"agent's generator closed: {'yes' if status['generator_closed'] else 'NO'}")
     report.check("stream cancelled", report.outcome == "cancelled")
@@ -715,22 +778,29 @@ async def check_reconnect(api: SessionAPI, prompt: str, drop_after: int = 4) -> 
 
 
 async def check_controls(api: SessionAPI, prompt: str) -> StreamReport:
+    """Pause, resume and cancel a stream; each is refused once the stream has finished."""
     report = StreamReport("web: pause/resume/cancel")
     sid = (await api.start(prompt))["id"]
-    report.check("pause -> paused", (await api.control(sid, "pause"))["state"] == "paused")
-    report.check("resume -> streaming", (await api.control(sid, "resume"))["state"] == "streaming")
-    await api.control(sid, "cancel")
+    paused = await press(api, sid, "pause")
+    resumed = paused and await press(api, sid, "resume")
+    cancelled = resumed and await press(api, sid, "cancel")
     async for event in api.events(sid):
         if event.event == "end":
             report.outcome = event.data["state"]
             break
     status = await api.status(sid)
-    report.check("cancel -> cancelled, generator closed", report.outcome == "cancelled" and status["generator_closed"])
-    try:
-        await api.control(sid, "pause")
-        report.check("pause after the end is refused", False)
-    except SessionFinished:
-        report.check("pause after the end is refused", True)
+    if paused:
+        report.check("pause -> paused", paused["state"] == "paused")
+    if resumed:
+        report.check("resume -> streaming (or done, at --pace 0), the held chunk sent",
+                     resumed["state"] in ("streaming", "done") and not resumed["held"])
+    if cancelled:
+        report.check("cancel -> cancelled, generator closed", report.outcome == "cancelled"
+                     and status["generator_closed"])
+    else:  # refused: the first press that came after the end, and every one after it
+        late = "pause" if not paused else "resume" if not resumed else "cancel"
+        report.notes.append(f"the answer was over before {late} was pressed; use a slower --pace")
+    report.check("pause after the end is refused", await press(api, sid, "pause") is None)
     report.ended_at = time.perf_counter()
     return report
 
@@ -760,6 +830,9 @@ async def run_session(url: str, interactive: bool, hold: float) -> int:
     failed = [f"{r.name}: {label}" for r in reports for label, ok in r.checks if not ok]
     for line in failed:
         print(paint(f"  failed: {line}", "red"))
+    for report in reports:
+        for note in report.notes:
+            print(paint(f"  note: {report.name}: {note}", "yellow"))
     print(paint(f"\nOpen the web UI yourself: python {Path(__file__).name} --serve", "cyan"))
     return 1 if failed else 0
 

@@ -16,6 +16,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import weakref
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,51 @@ def test_default_run_plays_scripted_session_and_checks_web_endpoints():
         assert re.search(rf"^{re.escape(row)} .* pass$", out, re.MULTILINE), row
     assert "FAIL" not in out and "failed:" not in out
     assert library_noise(out + result.stderr) == [] and result.stderr == ""
+
+
+TOO_LATE_FOR_C = r"c  pressed after chunk 3, but the stream had already finished \(done, (\d+) of \1 chunks\)"
+
+
+@pytest.mark.timeout(60)
+def test_pace_0_ends_cleanly_and_says_the_keys_came_too_late():
+    result = run_script(SCRIPT, "--pace", "0", "--fast", "--scripted", timeout=60)
+    out = result.stdout
+    assert result.returncode == 0 and result.stderr == "", out + result.stderr
+    assert "Traceback" not in out and "FAIL" not in out
+    # At pace 0 the answer is out within milliseconds; a press after that must not claim to have cancelled.
+    if "c  cancelled after chunk" not in out:
+        assert re.search(TOO_LATE_FOR_C, out)
+        assert "use a slower --pace" in out
+
+
+class LateSessionAPI(ui.SessionAPI):
+    """Presses every control only once the stream has finished, as happens at --pace 0 (but always)."""
+
+    async def control(self, sid: str, action: str) -> dict:
+        while (await self.status(sid))["state"] not in ui.FINAL_STATES:
+            await asyncio.sleep(0.005)
+        return await super().control(sid, action)
+
+
+@pytest.mark.timeout(60)
+def test_controls_pressed_after_the_end_are_reported_as_already_finished(capsys):
+    import aiohttp
+
+    async def run(url: str) -> list:
+        async with aiohttp.ClientSession() as http:
+            api = LateSessionAPI(http, url)
+            return [await ui.scripted_pause_resume(api, ui.PROMPT, hold=0.01),
+                    await ui.scripted_cancel(api, ui.PROMPT), await ui.check_controls(api, ui.PROMPT)]
+
+    with serve(ui.StoryAgent(pace=0.001)) as url:
+        reports = asyncio.run(run(url))
+    out = capsys.readouterr().out
+    assert [r.outcome for r in reports] == ["done", "done", "done"]
+    assert all(r.passed for r in reports), [r.checks for r in reports]
+    assert "p  pressed after chunk 2, but the stream had already finished" in out
+    assert re.search(TOO_LATE_FOR_C, out)
+    assert "cancelled after" not in out
+    assert all(r.notes for r in reports)
 
 
 @pytest.mark.parametrize("args", [["--pace", "-1"], ["--pace", "fast"], ["--pace", "nan"], ["--pace", "inf"],
@@ -232,6 +278,83 @@ def test_bad_requests_get_clear_4xx_and_the_server_keeps_serving():
         status, body = call(f"{sessions}/{sid}/pause", "POST")
         assert status == 409 and "already done" in body["error"]
         assert start(url)["state"] == "streaming"  # still serving
+
+
+@pytest.mark.timeout(30)
+def test_a_body_over_max_body_bytes_is_refused_with_413_before_it_is_read_whole():
+    agent = GatedAgent(max_body_bytes=1000)
+    padded = json.dumps({"prompt": "hi", "padding": "x" * 5000}).encode()
+
+    def without_length():
+        for start in range(0, len(padded), 512):
+            yield padded[start:start + 512]
+
+    with serve(agent) as url:
+        for body, headers in ((padded, {}), (without_length(), {"Transfer-Encoding": "chunked"})):
+            status, reply = call(f"{url}/ui/sessions", "POST", body, {"Content-Type": "application/json", **headers})
+            assert (status, reply) == (413, {"error": "request body over 1000 bytes"})
+        assert agent._sessions == {}  # nothing started
+        assert start(url)["state"] == "streaming"  # a body under the limit still works
+
+
+@pytest.mark.timeout(30)
+def test_a_session_keeps_its_prompt_not_the_request_that_brought_it():
+    import gc
+    import flask
+
+    class RequestWatchingAgent(GatedAgent):
+        def start_session(self, prompt):
+            self.requests.append(weakref.ref(flask.request._get_current_object()))
+            return super().start_session(prompt)
+
+    agent = RequestWatchingAgent(gate_at=3, requests=[])  # the session stays live, parked at the gate
+    with serve(agent) as url:
+        session = agent.session(start(url)["id"])
+        deadline = time.monotonic() + 5
+        while agent.requests[0]() is not None and time.monotonic() < deadline:
+            gc.collect()  # the request's own thread lets go of it just after the reply
+            time.sleep(0.05)
+        assert agent.requests[0]() is None, "the live session keeps its Flask request (and body) alive"
+        assert session.state == "streaming" and session.prompt == ui.PROMPT
+        agent.gate.set()
+
+
+@pytest.mark.timeout(30)
+def test_the_reply_to_resume_shows_the_stream_after_resuming():
+    agent = GatedAgent(gate_at=8)
+    with serve(agent) as url:
+        sid = start(url)["id"]
+        session = agent.session(sid)
+        wait_for_session(session, lambda s: len(s.chunks) == 8)
+        assert call(f"{url}/ui/sessions/{sid}/pause", "POST")[1]["state"] == "paused"
+        agent.gate.set()
+        wait_for_session(session, lambda s: s.held)
+        status, reply = call(f"{url}/ui/sessions/{sid}/resume", "POST")
+    assert status == 200 and reply["state"] == "streaming"
+    assert not reply["held"] and reply["published"] >= 9  # chunk 8 is out, not "held on the server"
+
+
+class CancelAtTheEndAgent(ui.StoryAgent):
+    """Its own session is cancelled after its last chunk, just as the agent returns."""
+
+    async def stream_response(self, message):
+        for chunk in ui.answer_chunks(ui.message_text(message)):
+            yield chunk
+        while not self._sessions:  # listed once started; the agent can be quicker
+            await asyncio.sleep(0.001)
+        next(iter(self._sessions.values())).cancel("pressed as the answer ended")  # then it returns at once
+
+
+@pytest.mark.timeout(30)
+def test_a_cancel_accepted_as_the_agent_ends_counts_and_does_not_stall_the_session():
+    agent = CancelAtTheEndAgent(pace=0)
+    with serve(agent) as url:
+        session = agent.session(start(url)["id"])
+        wait_for_session(session, lambda s: s.generator_closed, seconds=5)
+        assert session.state == "cancelled" and session.error == "pressed as the answer ended"
+        assert len(session.chunks) == len(ui.answer_chunks(ui.PROMPT))
+        status, reply = call(f"{url}/ui/sessions/{session.id}/cancel", "POST")
+        assert status == 409 and "already cancelled" in reply["error"]
 
 
 async def collect(url: str, sid: str, after: int | None = None, stop=lambda event: False) -> list:
@@ -458,6 +581,33 @@ def test_pause_holds_the_server_stream_and_resume_delivers_each_chunk_once(web):
     wait_for_state(page, "done")
     assert answer(page) == full_answer()
     assert page.text_content("#m-anomalies") == "0"
+    resume_line = page.locator("#log li", has_text="resume:").text_content()
+    assert "held" not in resume_line and re.search(r"resume: (9|\d\d) chunks sent so far", resume_line), resume_line
+
+
+@pytest.mark.timeout(60)
+def test_ask_during_a_stream_cancels_it_and_no_control_acts_while_connecting(web):
+    agent = GatedAgent(gate_at=5)
+    page, _ = web(agent)
+    ask(page)
+    wait_for_text(page, first_chunks(5))
+    first = agent.session(page.evaluate("document.body.dataset.session"))
+    held_starts = []
+    page.route("**/ui/sessions", lambda route: held_starts.append(route))  # the new stream's start waits
+    ask(page, "And a second question?")
+    wait_for_state(page, "connecting")
+    assert [page.is_disabled(f"#{b}") for b in ("pause", "resume", "cancel", "restart", "start")] == [True] * 5
+    wait_for_session(first, lambda s: s.generator_closed)  # Ask cancelled the stream it replaced
+    assert first.state == "cancelled"
+    page.wait_for_function("() => document.body.dataset.state === 'connecting'")
+    assert len(held_starts) == 1
+    held_starts[0].continue_()
+    page.wait_for_function("old => document.body.dataset.session !== old", arg=first.id)
+    wait_for_text(page, first_chunks(5, "And a second question?"))
+    page.click("#cancel")  # acts on the new stream
+    wait_for_state(page, "cancelled")
+    second = agent.session(page.evaluate("document.body.dataset.session"))
+    assert second.state == "cancelled" and second.generator_closed and first.status()["published"] == 5
 
 
 @pytest.mark.timeout(60)
@@ -523,6 +673,7 @@ def test_url_of_a_server_without_the_ui_endpoints_is_a_clear_error(capsys):
         assert ui.main(["--url", url, "--fast", "--scripted"]) == 1
     err = capsys.readouterr().err
     assert re.search(r"HTTP 40[45] from /ui/sessions: this server has no stream-session endpoints", err), err
+    assert f"point --url at a server started with: python {SCRIPT} --serve" in err  # not "start this demo"
     assert "JSONDecode" not in err and "Expecting value" not in err
 
 
