@@ -673,7 +673,7 @@ def stdout_gone() -> int:
 
 def use_colour(stream=sys.stdout) -> bool:
     """Colour only on a terminal and only when NO_COLOR is not set."""
-    return stream.isatty() and "NO_COLOR" not in os.environ
+    return stream.isatty() and not os.environ.get("NO_COLOR")  # no-color.org: set and not empty
 
 
 def paint(text: str, colour: str, stream=sys.stdout) -> str:

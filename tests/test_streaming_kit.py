@@ -518,3 +518,19 @@ def test_a2a_parts_messages_reach_the_agent_whole():
     assert kit.message_text(parsed) == "first\nsecond"
     with pytest.raises(kit.RequestProblem):
         kit.parse_stream_request({"role": "user", "parts": [{"kind": "text", "text": 7}]})
+
+
+class _Terminal:
+    def isatty(self):
+        return True
+
+
+@pytest.mark.parametrize("no_color, coloured", [(None, True), ("1", False), ("", True)],
+                         ids=["unset", "set", "set but empty"])
+def test_colour_follows_no_color_org(monkeypatch, no_color, coloured):
+    if no_color is None:
+        monkeypatch.delenv("NO_COLOR", raising=False)
+    else:
+        monkeypatch.setenv("NO_COLOR", no_color)
+    assert kit.use_colour(_Terminal()) is coloured
+    assert (kit.paint("x", "red", _Terminal()) != "x") is coloured
