@@ -43,7 +43,7 @@ from typing import Any, AsyncIterator, Callable, Iterable, Optional
 import streaming_kit  # noqa: F401  (first: keeps `import python_a2a` fast)
 from python_a2a import A2AStreamingError, Message
 from streaming_kit import (StreamingAgent, StrictStreamingClient, chunk_text, demo_parser, message_text, paint,
-                           print_table, quiet, run_demo, text_message)
+                           print_table, quiet, run_demo, seconds_arg, text_message)
 
 DEFAULT_PORT = 8103
 PROVIDERS = ("openai", "anthropic", "bedrock")
@@ -777,13 +777,11 @@ def main(argv: Optional[list[str]] = None) -> int:
                          "pipeline, fallback and partial answers.", DEFAULT_PORT)
     parser.add_argument("--provider", action="append", choices=PROVIDERS, default=[],
                         help="use this provider's real API via its SDK (repeatable); the others stay simulated")
-    parser.add_argument("--stall-seconds", type=float, default=10.0,
+    parser.add_argument("--stall-seconds", type=seconds_arg(), default=10.0,
                         help="a provider silent this long counts as failed (default 10)")
     args = parser.parse_args(argv)
     if not args.verbose:
         quiet()  # before the checks below: boto3 logs "Found credentials ..." at INFO otherwise
-    if args.stall_seconds <= 0:
-        parser.error("--stall-seconds must be positive")
     if args.provider and args.url:
         parser.error("--provider chooses the providers of the agent this script starts; with --url the "
                      "agent runs elsewhere: pass --provider to its --serve instead")

@@ -18,11 +18,9 @@ The default run then checks the web endpoints headlessly and ends with a summary
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
-import math
 import os
 import secrets
 import shutil
@@ -40,7 +38,7 @@ from flask import Response, jsonify, send_from_directory
 from tqdm import tqdm
 
 from streaming_kit import (RequestProblem, StreamingAgent, StrictStreamingClient, chunk_text, demo_parser,
-                           last_event_id, message_text, paint, print_table, run_demo, text_message)
+                           last_event_id, message_text, paint, print_table, run_demo, seconds_arg, text_message)
 
 DEFAULT_PORT = 8105
 PAGE = Path(__file__).resolve().parent / "static" / "05_streaming_ui.html"
@@ -853,20 +851,10 @@ async def run_reports(url: str, interactive: bool, hold: float) -> list[StreamRe
     return reports
 
 
-def pace_seconds(value: str) -> float:
-    """argparse type for --pace: seconds per chunk, finite and 0 or more (nan or inf would never finish)."""
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = math.nan
-    if not (math.isfinite(seconds) and seconds >= 0):
-        raise argparse.ArgumentTypeError(f"expected seconds per chunk, a number 0 or more, got {value!r}")
-    return seconds
-
-
 def main(argv=None) -> int:
     parser = demo_parser("Terminal and web UIs for a stream: pause, resume, cancel, reconnect.", DEFAULT_PORT)
-    parser.add_argument("--pace", type=pace_seconds, help="seconds per chunk (default 0.08; --fast: 0.01, as an answer with no pace at "
+    parser.add_argument("--pace", type=seconds_arg(zero_ok=True),
+                        help="seconds per chunk (default 0.08; --fast: 0.01, as an answer with no pace at "
                              "all is over before anyone can press pause)")
     parser.add_argument("--scripted", action="store_true", help="play the scripted session even in a terminal")
     args = parser.parse_args(argv)

@@ -32,7 +32,6 @@ import contextlib
 import hashlib
 import json
 import select
-import math
 import signal
 import statistics
 import subprocess
@@ -45,7 +44,7 @@ from typing import AsyncIterator, Callable, Optional
 
 import aiohttp
 from streaming_kit import (StreamingAgent, StrictStreamingClient, chunk_text, demo_parser, message_text,
-                           paint, print_table, quiet, serve_until_interrupted, stdout_gone)
+                           paint, print_table, quiet, seconds_arg, serve_until_interrupted, stdout_gone)
 from python_a2a import A2AError, Message
 from python_a2a.server.http import create_flask_app
 
@@ -632,23 +631,12 @@ def report(balancer: Balancer, checks: list[Check], report_path: Optional[str]) 
     return 0 if checks and all(c.ok for c in checks) else 1
 
 
-def positive_seconds(value: str) -> float:
-    """argparse type: a finite number of seconds above 0 (float() also accepts "nan" and "inf")."""
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = math.nan
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, got {value!r}")
-    return seconds
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = demo_parser(__doc__.split("\n")[0], DEFAULT_PORT, many_urls=True)
     parser.epilog += "\n  python %s --url http://127.0.0.1:8106 --url http://127.0.0.1:8107" % parser.prog
     parser.add_argument("--mode", choices=MODES + ("all",), default="all", help="which part to run (default all)")
     parser.add_argument("--replicas", type=int, default=3, help="replica processes to start (2-8, default 3)")
-    parser.add_argument("--source-timeout", type=positive_seconds, default=2.0, metavar="SECONDS",
+    parser.add_argument("--source-timeout", type=seconds_arg(), default=2.0, metavar="SECONDS",
                         help="aggregate: a source silent this long is cut off (default 2)")
     parser.add_argument("--report", metavar="FILE.json", help="also write the metrics and checks as JSON")
     return parser

@@ -16,6 +16,7 @@ import importlib.abc
 import importlib.machinery
 import json
 import logging
+import math
 import os
 import re
 import signal
@@ -598,6 +599,24 @@ def http_url(value: str) -> str:
     if not value.startswith(("http://", "https://")):
         raise argparse.ArgumentTypeError(f"expected http://host:port, got {value!r}")
     return value.rstrip("/")
+
+
+def seconds_arg(zero_ok: bool = False) -> Callable[[str], float]:
+    """argparse type for a duration: a finite number of seconds above 0 (or 0 too, with zero_ok).
+
+    float() alone accepts "nan" and "inf": a wait of either never ends, and nan compares false
+    with everything, so a later `<= 0` check lets it through."""
+    def parse(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if not (math.isfinite(number) and (number > 0 or (zero_ok and number == 0))):
+            bound = "0 or more" if zero_ok else "above 0"
+            raise argparse.ArgumentTypeError(f"expected a number of seconds {bound}, got {value!r}: a duration "
+                                             f"must be {'finite' if zero_ok else 'positive and finite'}")
+        return number
+    return parse
 
 
 def _port(value: str) -> int:

@@ -495,6 +495,7 @@ def test_script_real_mode_uses_the_sdks_against_stubs(real):
     (["--provider", "mistral"], {}, "invalid choice"),
     (["--provider", "openai"], {"OPENAI_API_KEY": ""}, "set OPENAI_API_KEY"),
     (["--stall-seconds", "0"], {}, "must be positive"),
+    (["--stall-seconds", "nan"], {}, "must be positive and finite"),  # float() takes it; a wait of nan never ends
     (["--provider", "bedrock"], {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "",
                                  "AWS_DEFAULT_REGION": "", "AWS_CONFIG_FILE": "/nonexistent"}, "set AWS_REGION"),
     (["--provider", "openai", "--url", "http://127.0.0.1:1"], {"OPENAI_API_KEY": "sk-test"}, "pass --provider to its"),

@@ -528,6 +528,20 @@ def answer(page) -> str:
     return page.text_content("#answer")
 
 
+def page_session(agent: "GatedAgent", page) -> "ui.StreamSession":
+    """The server's session behind the stream the page shows now."""
+    return agent.session(page.evaluate("document.body.dataset.session"))
+
+
+def ask_until_parked(web, gate_at: int):
+    """A page that asked and shows the first `gate_at` chunks; the agent waits before the next one."""
+    agent = GatedAgent(gate_at=gate_at)
+    page, proxy = web(agent)
+    ask(page)
+    wait_for_text(page, first_chunks(gate_at))
+    return agent, page, proxy
+
+
 @pytest.mark.timeout(60)
 def test_page_streams_the_answer_as_text_never_as_html(web, tmp_path):
     agent = GatedAgent()
@@ -566,13 +580,10 @@ def test_unreachable_server_is_reported_on_the_page_not_left_connecting(web):
 
 @pytest.mark.timeout(60)
 def test_pause_holds_the_server_stream_and_resume_delivers_each_chunk_once(web):
-    agent = GatedAgent(gate_at=8)
-    page, _ = web(agent)
-    ask(page)
-    wait_for_text(page, first_chunks(8))  # the agent is parked before chunk 8
+    agent, page, _ = ask_until_parked(web, 8)  # the agent is parked before chunk 8
     page.click("#pause")
     wait_for_state(page, "paused")
-    session = agent.session(page.evaluate("document.body.dataset.session"))
+    session = page_session(agent, page)
     agent.gate.set()
     wait_for_session(session, lambda s: s.held)  # chunk 8 is made, and held by the server
     assert session.status()["published"] == 8 and answer(page) == first_chunks(8)
@@ -587,11 +598,8 @@ def test_pause_holds_the_server_stream_and_resume_delivers_each_chunk_once(web):
 
 @pytest.mark.timeout(60)
 def test_ask_during_a_stream_cancels_it_and_no_control_acts_while_connecting(web):
-    agent = GatedAgent(gate_at=5)
-    page, _ = web(agent)
-    ask(page)
-    wait_for_text(page, first_chunks(5))
-    first = agent.session(page.evaluate("document.body.dataset.session"))
+    agent, page, _ = ask_until_parked(web, 5)
+    first = page_session(agent, page)
     held_starts = []
     page.route("**/ui/sessions", lambda route: held_starts.append(route))  # the new stream's start waits
     ask(page, "And a second question?")
@@ -606,17 +614,14 @@ def test_ask_during_a_stream_cancels_it_and_no_control_acts_while_connecting(web
     wait_for_text(page, first_chunks(5, "And a second question?"))
     page.click("#cancel")  # acts on the new stream
     wait_for_state(page, "cancelled")
-    second = agent.session(page.evaluate("document.body.dataset.session"))
+    second = page_session(agent, page)
     assert second.state == "cancelled" and second.generator_closed and first.status()["published"] == 5
 
 
 @pytest.mark.timeout(60)
 def test_cancel_stops_the_agent_and_restart_streams_again(web):
-    agent = GatedAgent(gate_at=6)
-    page, _ = web(agent)
-    ask(page)
-    wait_for_text(page, first_chunks(6))
-    first_session = agent.session(page.evaluate("document.body.dataset.session"))
+    agent, page, _ = ask_until_parked(web, 6)
+    first_session = page_session(agent, page)
     page.click("#cancel")
     wait_for_state(page, "cancelled")
     assert agent.finally_ran.is_set() and first_session.status()["generator_closed"]
@@ -631,10 +636,7 @@ def test_cancel_stops_the_agent_and_restart_streams_again(web):
 
 @pytest.mark.timeout(60)
 def test_dropped_connection_resumes_without_gap_or_duplicate(web):
-    agent = GatedAgent(gate_at=10)
-    page, proxy = web(agent)
-    ask(page)
-    wait_for_text(page, first_chunks(10))
+    agent, page, proxy = ask_until_parked(web, 10)
     proxy.drop()  # the network goes away mid-stream
     page.wait_for_function("document.getElementById('m-reconnects').textContent === '1'")
     agent.gate.set()
