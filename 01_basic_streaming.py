@@ -16,8 +16,8 @@ import time
 
 from tqdm import tqdm
 
-from streaming_kit import (StreamingAgent, StrictStreamingClient, chunk_text, demo_parser, message_text,
-                           paint, print_table, run_demo)
+from streaming_kit import StreamingAgent, StrictStreamingClient, chunk_text, message_text
+from examples_support import demo_parser, paint, print_table, run_demo
 
 DEFAULT_PORT = 8101
 QUESTION = "How does streaming between agents work?"

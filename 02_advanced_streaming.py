@@ -38,8 +38,8 @@ from typing import Any, AsyncIterator, Callable, Optional
 
 from tqdm import tqdm
 
-from streaming_kit import (StreamingAgent, StrictStreamingClient, chunk_text, demo_parser, message_text,
-                           paint, print_table, run_demo, text_message)
+from streaming_kit import StreamingAgent, StrictStreamingClient, chunk_text, message_text, text_message
+from examples_support import demo_parser, paint, print_table, run_demo
 from python_a2a import Message
 
 DEFAULT_PORT = 8102

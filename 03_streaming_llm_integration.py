@@ -42,8 +42,8 @@ from typing import Any, AsyncIterator, Callable, Iterable, Optional
 
 import streaming_kit  # noqa: F401  (first: keeps `import python_a2a` fast)
 from python_a2a import A2AStreamingError, Message
-from streaming_kit import (StreamingAgent, StrictStreamingClient, chunk_text, demo_parser, message_text, paint,
-                           print_table, quiet, run_demo, seconds_arg, text_message)
+from streaming_kit import StreamingAgent, StrictStreamingClient, chunk_text, message_text, quiet, text_message
+from examples_support import demo_parser, paint, print_table, run_demo, seconds_arg
 
 DEFAULT_PORT = 8103
 PROVIDERS = ("openai", "anthropic", "bedrock")

@@ -32,8 +32,8 @@ from typing import NamedTuple, Optional
 
 from tqdm import tqdm
 
-from streaming_kit import (FINAL_STATES, TaskStreamingAgent, TaskStreamingClient, TaskUpdate, a2a_state,
-                           artifact_text, demo_parser, message_text, paint, print_table, run_demo, text_message)
+from streaming_kit import (FINAL_STATES, TaskStreamingAgent, TaskStreamingClient, TaskUpdate, a2a_state, artifact_text, message_text, text_message)
+from examples_support import demo_parser, paint, print_table, run_demo
 from python_a2a import Task, TaskState
 
 DEFAULT_PORT = 8104

@@ -37,8 +37,8 @@ import aiohttp
 from flask import Response, jsonify, send_from_directory
 from tqdm import tqdm
 
-from streaming_kit import (RequestProblem, StreamingAgent, StrictStreamingClient, chunk_text, demo_parser,
-                           last_event_id, message_text, paint, print_table, run_demo, seconds_arg, text_message)
+from streaming_kit import (RequestProblem, StreamingAgent, StrictStreamingClient, chunk_text, last_event_id, message_text, text_message)
+from examples_support import demo_parser, paint, print_table, run_demo, seconds_arg
 
 DEFAULT_PORT = 8105
 PAGE = Path(__file__).resolve().parent / "static" / "05_streaming_ui.html"

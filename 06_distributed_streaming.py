@@ -43,8 +43,8 @@ from pathlib import Path
 from typing import AsyncIterator, Callable, Optional
 
 import aiohttp
-from streaming_kit import (StreamingAgent, StrictStreamingClient, chunk_text, demo_parser, message_text,
-                           paint, print_table, quiet, seconds_arg, serve_until_interrupted, stdout_gone)
+from streaming_kit import StreamingAgent, StrictStreamingClient, chunk_text, message_text, quiet
+from examples_support import (demo_parser, paint, print_table, seconds_arg, serve_until_interrupted, stdout_gone)
 from python_a2a import A2AError, Message
 from python_a2a.server.http import create_flask_app
 

@@ -10,7 +10,8 @@ import asyncio
 import sys
 import time
 
-from streaming_kit import StreamingAgent, StrictStreamingClient, chunk_text, demo_parser, run_demo
+from streaming_kit import StreamingAgent, StrictStreamingClient, chunk_text
+from examples_support import demo_parser, run_demo
 
 QUESTION = "What is streaming?"
 ANSWER = ("Streaming sends an answer in pieces as soon as each piece is ready, "

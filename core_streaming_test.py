@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from typing import Awaitable, Callable
 
 import streaming_kit as kit
+import examples_support
 from python_a2a import A2AStreamingError
 from streaming_kit import StreamTruncatedError
 
@@ -243,7 +244,7 @@ class Checklist:
     def add(self, result: Result) -> None:
         self.results.append(result)
         if not self.as_json:
-            mark = kit.paint(self.marks[0], "green") if result.ok else kit.paint(self.marks[1], "red")
+            mark = examples_support.paint(self.marks[0], "green") if result.ok else examples_support.paint(self.marks[1], "red")
             print(f"{mark} {result.check}: {result.detail}", flush=True)
 
     def finish(self) -> bool:
@@ -295,7 +296,7 @@ def _positive(value: str) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n\n")[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--url", type=kit.http_url, help="check a running python-a2a streaming server instead")
+    parser.add_argument("--url", type=examples_support.http_url, help="check a running python-a2a streaming server instead")
     parser.add_argument("--message", default="Hello from the streaming smoke test", help="text sent with --url")
     parser.add_argument("--runs", type=_positive, default=5, help="streams per completeness check (default 5)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -312,7 +313,7 @@ def main(argv=None) -> int:
         print("\ninterrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader went away (`| head`): stop quietly
-        return kit.stdout_gone()
+        return examples_support.stdout_gone()
     return 0 if passed else 1
 
 

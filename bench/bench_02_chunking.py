@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import streaming_kit  # noqa: E402,F401  (before anything from python_a2a)
+import examples_support  # noqa: E402
 from conftest import load_script  # noqa: E402
 
 
@@ -83,12 +84,12 @@ def main() -> int:
     streaming_kit.quiet()
     demo = load_script("02_advanced_streaming.py")
     print("1. Chunker speed on 1 MB of text")
-    streaming_kit.print_table(["strategy", "chunks", "speed"], chunker_speed(demo))
+    examples_support.print_table(["strategy", "chunks", "speed"], chunker_speed(demo))
     print(f"\n2. Stream cost, sample text x10, no simulated delay, median of {args.repeat}")
-    streaming_kit.print_table(["strategy", "chunks", "total", "chunks/s", "per chunk", "gap p50",
+    examples_support.print_table(["strategy", "chunks", "total", "chunks/s", "per chunk", "gap p50",
                                "1st-chunk overhead"], stream_cost(demo, args.repeat))
     print("\n3. Fast producer, slow consumer, 20,000 chunks of ~100 characters")
-    streaming_kit.print_table(["buffer", "most items held", "peak memory"], memory_rows(demo))
+    examples_support.print_table(["buffer", "most items held", "peak memory"], memory_rows(demo))
     return 0
 
 

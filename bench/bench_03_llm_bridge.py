@@ -24,6 +24,7 @@ from conftest import load_script  # noqa: E402
 from llm_stubs import LLMStub  # noqa: E402
 
 import streaming_kit as kit  # noqa: E402
+import examples_support  # noqa: E402
 
 bridge = load_script("03_streaming_llm_integration.py")
 REPEATS = 5
@@ -90,7 +91,7 @@ def main() -> int:
             first_ms, per_s = sdk_figures(provider)
             rows.append([provider, len(answer), f"{first_ms:.1f} ms", f"{per_s:,.0f}"])
     print(f"\nreal SDKs reading a loopback stub (median of {REPEATS}; first token includes client set-up):")
-    kit.print_table(["sdk", "tokens", "first token", "tokens/s"], rows)
+    examples_support.print_table(["sdk", "tokens", "first token", "tokens/s"], rows)
 
     with kit.serve(bridge.LLMBridgeAgent(pace=bridge.Pace(0, 0))) as url:
         first_ms, total_ms, chunks = a2a_figures(url)

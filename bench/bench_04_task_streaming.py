@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import streaming_kit as kit  # noqa: E402
+import examples_support  # noqa: E402
 from python_a2a import A2AError, StreamingClient, Task  # noqa: E402
 
 
@@ -134,7 +135,7 @@ def print_report(figures: dict) -> None:
              f"{ours['cancel']['median_ms']:.1f} / {ours['cancel']['max_ms']:.1f} ms"],
             [f"drop + resubscribe x{ours['resubscribe']['tasks']}: lost / repeated", "-",
              f"{ours['resubscribe']['lost']} / {ours['resubscribe']['repeated']}"]]
-    kit.print_table(["figure", "stock python-a2a", "kit"], rows)
+    examples_support.print_table(["figure", "stock python-a2a", "kit"], rows)
 
 
 def main() -> int:

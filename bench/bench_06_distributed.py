@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import streaming_kit  # noqa: E402,F401  (before anything from python_a2a)
+import examples_support  # noqa: E402
 from conftest import load_script  # noqa: E402
 
 
@@ -92,7 +93,7 @@ def main() -> int:
         times = [failover_ms(kill_after) for _ in range(repeat)]
         rows.append([kill_after, f"{statistics.median(times):.0f}", f"{(kill_after + 2) * 20}"])
     print("1. failover: kill after chunk k -> next chunk from another replica (fast pacing, 20 ms/chunk)")
-    streaming_kit.print_table(["k", "median ms", "replay floor ms ((k+2) x 20)"], rows)
+    examples_support.print_table(["k", "median ms", "replay floor ms ((k+2) x 20)"], rows)
 
     rows = []
     with demo.replica_processes(2, fast=True) as processes:
@@ -104,7 +105,7 @@ def main() -> int:
         finally:
             stop(server)
     print("\n2. concurrent streams (24 chunks x 20 ms = 0.48 s each when nothing waits)")
-    streaming_kit.print_table(["server", "streams", "median wall s", "gap p95 ms"], rows)
+    examples_support.print_table(["server", "streams", "median wall s", "gap p95 ms"], rows)
     return 0
 
 

@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import streaming_kit as kit  # noqa: E402
+import examples_support  # noqa: E402
 from python_a2a import A2AError, A2AServer  # noqa: E402
 
 
@@ -126,11 +127,11 @@ def print_report(kit_figures: dict, stock_figures: dict, start: dict) -> None:
     for name in kit_figures:
         for key in kit_figures[name]:
             rows.append([name, key, _fmt(kit_figures[name][key]), _fmt(stock_figures[name][key])])
-    kit.print_table(["measure", "figure", "kit", "stock python-a2a"], rows)
+    examples_support.print_table(["measure", "figure", "kit", "stock python-a2a"], rows)
     ratio = stock_figures["latency"]["median_ms"] / kit_figures["latency"]["median_ms"]
     print(f"\nmedian latency: kit is {ratio:.1f}× lower than stock")
     print("\ncold start of `python basic_streaming.py --fast` (best of 3):")
-    kit.print_table(["part", "seconds"], [[k, f"{v:.2f}"] for k, v in start.items()])
+    examples_support.print_table(["part", "seconds"], [[k, f"{v:.2f}"] for k, v in start.items()])
 
 
 def _fmt(value) -> str:
@@ -144,7 +145,7 @@ def main() -> int:
     args = parser.parse_args()
     kit.quiet()
     if args.serve:
-        return kit.serve_until_interrupted(KitAgent() if args.serve == "kit" else StockAgent(), "127.0.0.1", 0)
+        return examples_support.serve_until_interrupted(KitAgent() if args.serve == "kit" else StockAgent(), "127.0.0.1", 0)
     kit_figures, stock_figures = measure_server("kit"), measure_server("stock")
     start = cold_start()
     print_report(kit_figures, stock_figures, start)

@@ -64,3 +64,14 @@ def stock_agent_class():
                 yield f"c{i} "
 
     return StockAgent
+
+
+def eventually(condition, seconds: float = 10.0, interval: float = 0.01) -> bool:
+    """Wait until condition() is true or the deadline passes; returns its last answer (no fixed sleeps)."""
+    import time
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return bool(condition())
+        time.sleep(interval)
+    return True

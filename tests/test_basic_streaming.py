@@ -58,7 +58,7 @@ def test_a_reader_that_goes_away_ends_the_demo_quietly():
 @pytest.mark.timeout(60)
 def test_serve_and_url_work_from_two_processes():
     import sys
-    server = subprocess.Popen([sys.executable, "basic_streaming.py", "--serve", "--port", "0"], cwd=kit.__file__.rsplit("/", 1)[0],
+    server = subprocess.Popen([sys.executable, "basic_streaming.py", "--serve", "--port", "0"], cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
     try:
         first_line = server.stdout.readline()  # blocks until the server says where it is

@@ -11,7 +11,8 @@ import pytest
 from python_a2a import A2AConnectionError, A2AError, A2AStreamingError
 
 import streaming_kit as kit
-from conftest import ROOT, stock_agent_class
+import examples_support
+from conftest import ROOT, eventually, stock_agent_class
 
 
 class CountingAgent(kit.StreamingAgent):
@@ -254,8 +255,8 @@ def test_client_disconnect_closes_the_agent_generator(delay):
     with kit.serve(agent) as url:
         asyncio.run(take(url, 1 if delay else 5))
         assert agent.closed.wait(10), "the agent kept running after the client left"
-        assert kit._wait_for(lambda: agent.live_streams == 0, seconds=10)
-    assert kit._wait_for(lambda: threading.active_count() <= threads_before, seconds=10)
+        assert eventually(lambda: agent.live_streams == 0, seconds=10)
+    assert eventually(lambda: threading.active_count() <= threads_before, seconds=10)
 
 
 def listen_in_background(url: str, text: str) -> tuple[threading.Thread, dict]:
@@ -278,7 +279,7 @@ def test_shutdown_ends_in_flight_streams_with_an_error():
     agent = EndlessAgent(0.05)
     with kit.serve(agent) as url:
         listener, outcome = listen_in_background(url, "go")
-        assert kit._wait_for(lambda: agent.live_streams == 1, seconds=10)
+        assert eventually(lambda: agent.live_streams == 1, seconds=10)
     listener.join(10)
     assert outcome == {"error": "server shutting down"}
     assert agent.closed.is_set() and agent.live_streams == 0
@@ -380,7 +381,7 @@ def test_hang_up_also_ends_the_agents_background_tasks(capfd):
     with kit.serve(agent) as url:
         asyncio.run(take(url, 3))
         assert agent.producer_finished.wait(10), "the producer task was left pending"
-        assert kit._wait_for(lambda: agent.live_streams == 0, seconds=10)
+        assert eventually(lambda: agent.live_streams == 0, seconds=10)
     assert "Task was destroyed but it is pending" not in capfd.readouterr().err
 
 
@@ -401,7 +402,7 @@ def test_a_stopped_stream_never_looks_complete_even_if_the_agent_swallows_the_ca
     agent = StubbornAgent()
     with kit.serve(agent) as url:
         listener, outcome = listen_in_background(url, "go")
-        assert kit._wait_for(lambda: agent.live_streams == 1, seconds=10)
+        assert eventually(lambda: agent.live_streams == 1, seconds=10)
         agent.close_streams("maintenance")
         listener.join(10)
     assert outcome == {"error": "maintenance"}
@@ -532,5 +533,5 @@ def test_colour_follows_no_color_org(monkeypatch, no_color, coloured):
         monkeypatch.delenv("NO_COLOR", raising=False)
     else:
         monkeypatch.setenv("NO_COLOR", no_color)
-    assert kit.use_colour(_Terminal()) is coloured
-    assert (kit.paint("x", "red", _Terminal()) != "x") is coloured
+    assert examples_support.use_colour(_Terminal()) is coloured
+    assert (examples_support.paint("x", "red", _Terminal()) != "x") is coloured
