@@ -139,6 +139,8 @@ class StreamingAgent(A2AServer):
 
     keepalive_seconds: float = KEEPALIVE_SECONDS
     max_body_bytes: int = MAX_BODY_BYTES
+    task_log: Any = None  # where task events are kept (streaming_kit.tasks.MemoryTaskLog when None)
+    max_running_tasks: Optional[int] = None  # tasks at work at once; past it a new one gets 503
 
     def __init__(self, name: Optional[str] = None, description: Optional[str] = None, **kwargs: Any):
         kwargs.setdefault("url", "http://127.0.0.1")  # serve() puts the real address in the card
@@ -162,9 +164,11 @@ class StreamingAgent(A2AServer):
                        parent_message_id=message.message_id, conversation_id=message.conversation_id)
 
     def setup_routes(self, app) -> None:
-        """Adds python-a2a's A2A routes, then swaps in the kit's /stream view (§7)."""
+        """Adds python-a2a's routes, then swaps in the kit's /stream view (§7) and the A2A JSON-RPC views (§20)."""
         super().setup_routes(app)
         replace_view(app, "handle_streaming_request", self._stream_view)
+        from .tasks import A2AEndpoints  # the A2A JSON-RPC views and the card (tasks.py builds on this module)
+        A2AEndpoints(self, app)
 
     @property
     def live_streams(self) -> int:

@@ -1,31 +1,44 @@
-"""Task streaming: TaskStreamingAgent and TaskStreamingClient (tasks/sendSubscribe, resubscribe, cancel)."""
+"""Tasks for every agent: A2A JSON-RPC (v0.3 and v1.0) and python-a2a's tasks/sendSubscribe (§16-§20).
+
+Every StreamingAgent answers the official A2A methods on POST / (and /a2a): a plain agent's
+stream_response chunks become one artifact under a stable artifactId; a TaskStreamingAgent's
+run_task reports progress and artifact chunks itself. A task outlives any one connection (A2A
+lets a client drop and resubscribe), so each task runs on the agent's task loop (one event loop
+in one daemon thread for all tasks, not a thread per task) and every event it makes is numbered
+and kept in a TaskLog. Each subscriber reads that log from where it is (Last-Event-ID = seq), so
+every subscriber gets every event in order, exactly once.
+
+Stock python-a2a sends only "submitted" and "complete" on a task stream and fakes resubscribe
+(§16), its client posts a bare Task instead of JSON-RPC (§17), both task-stream views must be
+replaced (§18), TaskState has no WORKING (§19), and POST / answers no A2A method (§20).
+"""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import copy
+import json
+import socket
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Callable, Iterator, Optional
 
 import aiohttp
-from flask import Response, jsonify
-from . import patches  # noqa: F401
-from .patches import replace_view
-from .a2a import FINAL_STATES, a2a_state, _v03_parts, _v03_result, _v03_send_params
+from flask import Response, jsonify, request
+from . import a2a
+from .a2a import FINAL_STATES, a2a_state, utc_timestamp
 from .client import StrictStreamingClient
-from .messages import RequestProblem, StreamTruncatedError, _RpcProblem, _sse, parse_stream_request
-from .server import _PING, StreamingAgent, _AgentRun, last_event_id
-from python_a2a import (A2AConnectionError, A2AResponseError, Message, StreamingClient, Task, TaskState,
-                        TaskStatus)
+from .messages import RequestProblem, StreamTruncatedError, _RpcProblem, _sse, chunk_text, parse_stream_request
+from .patches import replace_view
+from .server import HANGUP, StreamingAgent, last_event_id
+from python_a2a import A2AConnectionError, A2AResponseError, Message, StreamingClient, Task, TaskState
 
-# Stock python-a2a sends only "submitted" and "complete" on a task stream and fakes resubscribe
-# (§16), its client posts a bare Task instead of JSON-RPC (§17), both task-stream views must be
-# replaced (§18), and TaskState has no WORKING (§19). TaskStreamingAgent runs each task's async
-# generator of TaskUpdates in the task's own thread (a task outlives any one connection: A2A
-# lets a client drop and resubscribe) and keeps a log of every event, so every subscriber gets
-# every update in order. Events are python-a2a Task dicts with metadata {"seq", "kind"}.
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+CARD_PATHS = ("/.well-known/agent-card.json", "/.well-known/agent.json", "/agent.json", "/a2a/agent.json")
+ANSWER_ARTIFACT = "answer"  # the artifactId of a plain agent's streamed text
 
 
 @dataclass(frozen=True)
@@ -53,91 +66,539 @@ def artifact_text(artifact: dict) -> str:
     return "".join(part.get("text", "") for part in artifact.get("parts", []) if isinstance(part, dict))
 
 
+async def chunks_as_artifact(chunks: AsyncIterator[Any]) -> AsyncIterator[TaskUpdate]:
+    """A plain agent's stream as one artifact: the first chunk starts it, each later one appends,
+    and an empty last piece says lastChunk (so no chunk waits for the next to be known as last)."""
+    yield TaskUpdate()  # "working": the agent has started
+    started = False
+    async with contextlib.aclosing(chunks):
+        async for chunk in chunks:
+            yield TaskUpdate.chunk(ANSWER_ARTIFACT, chunk_text(chunk), append=started)
+            started = True
+    yield TaskUpdate.chunk(ANSWER_ARTIFACT, "", append=started, last_chunk=True)
+
+
 def _agent_message(text: str, metadata: Optional[dict] = None) -> dict:
     return {"role": "agent", "parts": [{"type": "text", "text": text}], **({"metadata": metadata} if metadata else {})}
 
 
-class _TaskRun:
-    """One task: its Task, the log of every event sent for it, and its work's _AgentRun."""
+def _status(state: TaskState, message: Optional[dict] = None) -> dict:
+    return {"state": state.value, "timestamp": utc_timestamp(), **({"message": message} if message else {})}
 
-    def __init__(self, task: Task, work: AsyncIterator):
-        self.task = task
-        self.live = _AgentRun(work)
-        self.events: list[dict] = []
-        self.changed = threading.Condition()
 
-    @property
-    def final(self) -> bool:
-        return self.task.status.state in FINAL_STATES
+def _is_final(event: dict) -> bool:
+    return TaskState(event["status"]["state"]) in FINAL_STATES
 
-    def publish(self, kind: str, status: Optional[TaskStatus] = None, artifact: Optional[dict] = None) -> None:
-        """Apply a status change or artifact chunk, log it as the next event, wake subscribers."""
-        with self.changed:
-            if status is not None:
-                self.task.status = status
-            if artifact is not None:
-                self._merge(artifact)
-            self.events.append(self._event(kind, [artifact] if artifact else [], len(self.events)))
-            self.changed.notify_all()
 
-    def snapshot(self) -> dict:
-        """The task as it stands, whole artifacts included (append=False); seq = last event in it."""
-        with self.changed:
-            return self._event("task", [dict(a) for a in self.task.artifacts], len(self.events) - 1)
+# ---------------------------------------------------------------- the log of events
+class TaskNotFound(LookupError):
+    """No task by that id here (never started, or expired)."""
 
-    def events_after(self, seq: int, timeout: float) -> list[dict]:
-        """Events after `seq`, waiting up to `timeout`; a finished task with none new: its last."""
-        with self.changed:
-            self.changed.wait_for(lambda: len(self.events) > seq + 1 or self.final, timeout)
-            return self.events[seq + 1:] or (self.events[-1:] if self.final else [])
 
-    def wait_final(self, timeout: float) -> None:
-        with self.changed:
-            self.changed.wait_for(lambda: self.final, timeout)
+class TaskIdInUse(ValueError):
+    """A task with that id exists already."""
 
-    def _event(self, kind: str, artifacts: list[dict], seq: int) -> dict:
-        status = self.task.status.to_dict()
+
+class MemoryTaskLog:
+    """The events of this server's tasks, in memory, bounded: finished tasks are kept for
+    keep_seconds and at most max_finished of them (oldest dropped first)."""
+
+    def __init__(self, keep_seconds: float = 3600.0, max_finished: int = 1000):
+        self.keep_seconds, self.max_finished = keep_seconds, max_finished
+        self._events: dict[str, list[dict]] = {}
+        self._snapshots: dict[str, dict] = {}
+        self._finished: collections.OrderedDict[str, float] = collections.OrderedDict()  # id -> expiry
+        self._changed: dict[str, asyncio.Event] = {}
+
+    async def start(self, task_id: str, event: dict, snapshot: dict) -> None:
+        self._expire()
+        if task_id in self._events:
+            raise TaskIdInUse(task_id)
+        self._events[task_id], self._snapshots[task_id] = [event], snapshot
+        self._changed[task_id] = asyncio.Event()
+
+    async def append(self, task_id: str, seq: int, event: dict, snapshot: dict, final: bool = False) -> None:
+        events = self._known(task_id)
+        if seq != len(events):
+            raise ValueError(f"task {task_id}: event {seq} appended after {len(events) - 1}")
+        events.append(event)
+        self._snapshots[task_id] = snapshot
+        if final:
+            self._finished[task_id] = time.monotonic() + self.keep_seconds
+        changed = self._changed[task_id]
+        changed.set()
+        self._changed[task_id] = asyncio.Event()  # the next append wakes the next round of readers
+
+    async def read(self, task_id: str, after: int, timeout: float) -> list[dict]:
+        events = self._known(task_id)
+        if len(events) <= after + 1 and task_id not in self._finished:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._changed[task_id].wait(), timeout)
+            events = self._known(task_id)
+        return events[after + 1:]
+
+    async def snapshot(self, task_id: str) -> tuple[int, dict]:
+        return len(self._known(task_id)) - 1, self._snapshots[task_id]
+
+    def _known(self, task_id: str) -> list[dict]:
+        self._expire()
+        if task_id not in self._events:
+            raise TaskNotFound(task_id)
+        return self._events[task_id]
+
+    def _expire(self) -> None:
+        now = time.monotonic()
+        while self._finished:
+            task_id, expiry = next(iter(self._finished.items()))
+            if expiry > now and len(self._finished) <= self.max_finished:
+                break
+            del self._finished[task_id]
+            for table in (self._events, self._snapshots, self._changed):
+                table.pop(task_id, None)
+
+    async def close(self) -> None:
+        pass
+
+
+# ---------------------------------------------------------------- running tasks
+class _RunningTask:
+    """A task this server is running: its work on the task loop, and its numbered events."""
+
+    def __init__(self, engine: "TaskEngine", task_id: str, session_id: Optional[str], work: AsyncIterator):
+        self.engine, self.id, self.session_id, self.work = engine, task_id, session_id, work
+        self.seq = -1
+        self.artifacts: list[dict] = []
+        self.status = _status(TaskState.SUBMITTED)
+        self.stop_reason: Optional[str] = None
+        self.job: Optional[asyncio.Task] = None
+        self.ended = asyncio.Event()
+
+    def stop(self, reason: str) -> None:
+        """Cancel the work at its current await, from any thread (close_streams() calls this)."""
+        self.stop_reason = self.stop_reason or reason
+        with contextlib.suppress(RuntimeError):  # loop closed: nothing left to stop
+            self.engine.loop.call_soon_threadsafe(lambda: self.job and self.job.cancel())
+
+    def event(self, kind: str, artifacts: list[dict]) -> dict:
+        status = dict(self.status)
         if kind == "artifact-update":  # content only: the progress text stays on status updates
             status.pop("message", None)
-        event = {"id": self.task.id, "sessionId": self.task.session_id, "status": status,
-                 "metadata": {"seq": seq, "kind": kind}}
+        event = {"id": self.id, "sessionId": self.session_id, "status": status,
+                 "metadata": {"seq": self.seq, "kind": kind}}
         return {**event, "artifacts": artifacts} if artifacts else event
 
-    def _merge(self, chunk: dict) -> None:
-        stored = next((a for a in self.task.artifacts if a["artifactId"] == chunk["artifactId"]), None)
+    def snapshot(self) -> dict:
+        """The task as it stands, whole artifacts included (append=False); seq = its last event."""
+        return self.event("task", [dict(a) for a in self.artifacts])
+
+    def merge(self, chunk: dict) -> None:
+        stored = next((a for a in self.artifacts if a["artifactId"] == chunk["artifactId"]), None)
         if stored is None or not chunk["append"]:
             if stored is not None:
-                self.task.artifacts.remove(stored)
-            self.task.artifacts.append({**chunk, "append": False})
-        else:  # a new parts list, so snapshots handed out earlier keep the text they had
-            stored.update(parts=[{"type": "text", "text": artifact_text(stored) + artifact_text(chunk)}],
-                          lastChunk=chunk["lastChunk"])
+                self.artifacts.remove(stored)
+            self.artifacts.append({**chunk, "append": False})
+        else:  # a new dict, so snapshots handed out earlier keep the text they had
+            self.artifacts[self.artifacts.index(stored)] = {
+                **stored, "parts": [{"type": "text", "text": artifact_text(stored) + artifact_text(chunk)}],
+                "lastChunk": chunk["lastChunk"]}
 
 
-def _task_sse(event: dict) -> str:
-    final = TaskState(event["status"]["state"]) in FINAL_STATES
-    return _sse(event, "complete" if final else "update", event_id=event["metadata"]["seq"])
+class TaskEngine:
+    """All tasks of one agent: one event loop in a daemon thread runs every task's work; request
+    threads call in with call(). max_running bounds the tasks at work at once (past it: 503)."""
+
+    keepalive_seconds = 15.0
+    cancel_wait_seconds = 10.0
+
+    def __init__(self, agent: StreamingAgent, log: Any = None, max_running: Optional[int] = None):
+        self.agent = agent
+        self.log = log or MemoryTaskLog()
+        self.max_running = max_running
+        self.running: dict[str, _RunningTask] = {}
+        self.loop = asyncio.new_event_loop()
+        self._thread: Optional[threading.Thread] = None
+        self._starting = threading.Lock()
+
+    def call(self, coroutine: Any, timeout: Optional[float] = None) -> Any:
+        """Run a coroutine on the task loop from a request thread and wait for its result."""
+        with self._starting:  # the loop's thread starts with the first task request, not with the agent
+            if self._thread is None:
+                self._thread = threading.Thread(target=self.loop.run_forever, daemon=True,
+                                                name=f"tasks of {self.agent.agent_card.name}")
+                self._thread.start()
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+    # -- on the task loop
+    async def start(self, params: dict, work_for: Callable[[Message], AsyncIterator]) -> dict:
+        """Register the task, log "submitted", start its work; returns the first event."""
+        try:
+            message = parse_stream_request({"message": params.get("message")})
+        except RequestProblem as problem:  # in JSON-RPC terms the params are wrong, not the request
+            raise _RpcProblem(200, a2a.INVALID_PARAMS, f"params.message: {problem}") from None
+        if self.max_running is not None and len(self.running) >= self.max_running:
+            raise _RpcProblem(503, a2a.INTERNAL_ERROR, f"server busy: {len(self.running)} tasks running; "
+                                                       "try again shortly")
+        task = _RunningTask(self, str(params.get("id") or uuid.uuid4()), params.get("sessionId"), work_for(message))
+        task.seq = 0
+        first = task.snapshot()
+        try:
+            await self.log.start(task.id, first, first)
+        except TaskIdInUse:
+            raise _RpcProblem(200, a2a.INVALID_REQUEST, f"task id {task.id} is already in use") from None
+        self.running[task.id] = task
+        self.agent._track(task)  # close_streams() and live_streams now cover the task
+        task.job = self.loop.create_task(self._work(task))
+        return first
+
+    async def _work(self, task: _RunningTask) -> None:
+        """Pull the agent's updates one by one; the way the generator ends decides the final state."""
+        try:
+            async with contextlib.aclosing(task.work):
+                async for update in task.work:
+                    await self._publish_update(task, update)
+            end = _status(TaskState.COMPLETED)
+        except asyncio.CancelledError:
+            end = _status(TaskState.CANCELED, _agent_message(task.stop_reason or "canceled"))
+        except Exception as exc:  # the agent's error ends the task failed, with the reason
+            end = _status(TaskState.FAILED, _agent_message(f"{type(exc).__name__}: {exc}"))
+        try:
+            task.status = end
+            await self._publish(task, "status-update", final=True)
+        finally:
+            del self.running[task.id]
+            self.agent._untrack(task)
+            task.ended.set()
+
+    async def _publish_update(self, task: _RunningTask, update: Any) -> None:
+        if not isinstance(update, TaskUpdate):
+            raise TypeError(f"run_task must yield TaskUpdate objects, not {type(update).__name__}")
+        if update.artifact is not None:
+            task.merge(update.artifact)
+            await self._publish(task, "artifact-update", [update.artifact])
+        else:
+            message = _agent_message(update.text, update.metadata) if update.text or update.metadata else None
+            task.status = _status(TaskState.WAITING, message)
+            await self._publish(task, "status-update")
+
+    async def _publish(self, task: _RunningTask, kind: str, artifacts: Optional[list] = None,
+                       final: bool = False) -> None:
+        task.seq += 1
+        await self.log.append(task.id, task.seq, task.event(kind, artifacts or []), task.snapshot(), final)
+
+    async def snapshot(self, task_id: str) -> dict:
+        try:
+            return (await self.log.snapshot(task_id))[1]
+        except TaskNotFound:
+            raise _RpcProblem(200, a2a.TASK_NOT_FOUND, f"task not found: {task_id} (unknown, or expired)") from None
+
+    async def read(self, task_id: str, after: int, timeout: float) -> list[dict]:
+        try:
+            return await self.log.read(task_id, after, timeout)
+        except TaskNotFound:
+            raise _RpcProblem(200, a2a.TASK_NOT_FOUND, f"task not found: {task_id} (unknown, or expired)") from None
+
+    async def wait_final(self, task_id: str) -> dict:
+        """message/send: wait until the task ends; returns its final snapshot."""
+        task = self.running.get(task_id)
+        if task is not None:
+            await task.ended.wait()
+        return await self.snapshot(task_id)
+
+    async def cancel(self, task_id: str) -> dict:
+        snapshot = await self.snapshot(task_id)
+        task = self.running.get(task_id)
+        if task is None or _is_final(snapshot):
+            state = a2a_state(TaskState(snapshot["status"]["state"]))
+            raise _RpcProblem(200, a2a.TASK_NOT_CANCELABLE, f"task {task_id} is already {state}: it cannot be canceled")
+        task.stop("canceled by the client")
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(task.ended.wait()), self.cancel_wait_seconds)
+        snapshot = await self.snapshot(task_id)
+        if TaskState(snapshot["status"]["state"]) != TaskState.CANCELED:  # it ended first, on its own
+            state = a2a_state(TaskState(snapshot["status"]["state"]))
+            raise _RpcProblem(200, a2a.TASK_NOT_CANCELABLE, f"task {task_id} ended {state} before the cancel took effect")
+        return snapshot
+
+    # -- from a request thread
+    def subscribe(self, task_id: str, after: int, snapshot_first: bool, sock: Any) -> Iterator[Optional[dict]]:
+        """One subscriber: the snapshot (or the log after `after`), then live events to the final one.
+        Yields None for a keepalive. Ends early when the client hangs up (the task goes on)."""
+        if snapshot_first:
+            snapshot = self.call(self.snapshot(task_id))
+            yield snapshot
+            if _is_final(snapshot):
+                return
+            after = snapshot["metadata"]["seq"]
+        while True:
+            events = self.call(self._read_or_hangup(task_id, after, sock))
+            if events is None:  # the client is gone
+                return
+            if not events:
+                yield None
+                continue
+            yield from events
+            if _is_final(events[-1]):
+                return
+            after = events[-1]["metadata"]["seq"]
+
+    async def _read_or_hangup(self, task_id: str, after: int, sock: Any) -> Optional[list[dict]]:
+        """read(), or None as soon as the client's socket closes (so no thread waits for a gone client)."""
+        if type(sock) is not socket.socket:
+            return await self.read(task_id, after, self.keepalive_seconds)
+        reading = asyncio.ensure_future(self.read(task_id, after, self.keepalive_seconds))
+        gone = self.loop.create_future()
+        fd = sock.fileno()
+
+        def on_readable() -> None:
+            try:
+                data = sock.recv(4096, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+                if data:  # bytes after the request: read them off so the socket stops being readable
+                    sock.recv(len(data), socket.MSG_DONTWAIT)
+                    return
+            except BlockingIOError:
+                return
+            except OSError:
+                pass
+            if not gone.done():
+                gone.set_result(None)
+        self.loop.add_reader(fd, on_readable)
+        try:
+            await asyncio.wait({reading, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.loop.remove_reader(fd)
+        if reading.done():
+            return reading.result()
+        reading.cancel()
+        return None
+
+    def close(self) -> None:
+        for task in list(self.running.values()):
+            task.stop("server shutting down")
 
 
-def _rpc_error(rpc_id: Any, problem: RequestProblem):
-    error = {"code": getattr(problem, "code", -32600), "message": str(problem)}
-    return jsonify({"jsonrpc": "2.0", "id": rpc_id, "error": error}), problem.status
+# ---------------------------------------------------------------- the views
+class A2AEndpoints:
+    """The JSON-RPC views of one agent: A2A v0.3 / v1.0 on POST / and /a2a, python-a2a's task
+    endpoints, and the agent card. Installed on every StreamingAgent by its setup_routes."""
+
+    def __init__(self, agent: StreamingAgent, app: Any):
+        self.agent = agent
+        if getattr(agent, "task_engine", None) is None:  # one engine per agent, whichever app serves it
+            agent.task_engine = TaskEngine(agent, agent.task_log, agent.max_running_tasks)
+        self.engine = agent.task_engine
+        self._stock_root = replace_view(app, "a2a_root_post", self.rpc_view)
+        replace_view(app, "a2a_post", self.rpc_view)  # it calls the first directly, as in §18
+        for endpoint in ("a2a_tasks_stream", "tasks_stream"):
+            replace_view(app, endpoint, self.python_a2a_stream_view)
+        self._stock_cancel = replace_view(app, "a2a_tasks_cancel", self.python_a2a_cancel_view)
+        replace_view(app, "tasks_cancel", self.python_a2a_cancel_view)
+        self._stock_get = replace_view(app, "a2a_tasks_get", self.python_a2a_get_view)
+        replace_view(app, "tasks_get", self.python_a2a_get_view)
+        for rule in list(app.url_map.iter_rules()):
+            if rule.rule in CARD_PATHS and "GET" in rule.methods:
+                replace_view(app, rule.endpoint, self.card_view)
+
+    def work_for(self, message: Message) -> AsyncIterator[TaskUpdate]:
+        if isinstance(self.agent, TaskStreamingAgent):
+            return self.agent.run_task(message)
+        return chunks_as_artifact(self.agent.stream_response(message))
+
+    # -- the agent card
+    def card_view(self):
+        stock = self.agent.agent_card.to_dict()
+        skills = [a2a.skill_dict(skill) for skill in (self.agent.agent_card.skills or [])]
+        return jsonify(a2a.agent_card(stock, request.host_url.rstrip("/"), skills))
+
+    # -- A2A JSON-RPC on POST / and /a2a
+    def rpc_view(self):
+        rpc_id, version = None, "0.3"
+        try:
+            body = self._body()
+            if isinstance(body, dict) and "jsonrpc" not in body and _python_a2a_shape(body):
+                return self._stock_root()  # a python-a2a client's message, task or conversation
+            rpc_id, method, params = a2a.read_rpc(body)
+            version = a2a.protocol_version(request.headers.get("A2A-Version"), method)
+            known = a2a.METHODS.get(method)
+            if known is None or known[0] != version:
+                names = [name for name, (v, _) in a2a.METHODS.items() if v == version]
+                raise _RpcProblem(200, a2a.METHOD_NOT_FOUND, f"method {method!r} not found (A2A {version}: "
+                                                             f"{', '.join(names)})")
+            return self._dispatch(known[1], rpc_id, params, version)
+        except _RpcProblem as problem:
+            return self._error(rpc_id, problem, version)
+        except RequestProblem as problem:  # the body itself: too big, or not JSON
+            return self._error(rpc_id, _as_rpc(problem), version)
+
+    def _dispatch(self, action: str, rpc_id: Any, params: dict, version: str):
+        if action in ("stream", "send"):
+            send = a2a.send_params(params, version)
+            first = self._start(send)
+            if action == "stream":
+                return self._sse(first["id"], rpc_id, version, after=-1, snapshot_first=False, first=first)
+            if not send["blocking"]:
+                return self._ok(rpc_id, self._send_result(first, version))
+            return self._ok(rpc_id, self._send_result(self.engine.call(self.engine.wait_final(first["id"])), version))
+        task_id = a2a.task_id_param(params)
+        if action == "get":
+            return self._ok(rpc_id, a2a.task_result(self.engine.call(self.engine.snapshot(task_id)), version))
+        if action == "cancel":
+            return self._ok(rpc_id, a2a.task_result(self.engine.call(self.engine.cancel(task_id)), version))
+        after = self._after(task_id)  # subscribe: the log after Last-Event-ID, or the task as it stands first
+        self.engine.call(self.engine.snapshot(task_id))  # unknown task: an error now, not an empty stream
+        return self._sse(task_id, rpc_id, version, after=-1 if after is None else after,
+                         snapshot_first=after is None or version == "1.0")
+
+    def _start(self, params: dict) -> dict:
+        task_id = params.pop("taskId", None)
+        if task_id is not None:  # a message for a task that exists: this agent takes one message per task
+            snapshot = self.engine.call(self.engine.snapshot(task_id))
+            state = a2a_state(TaskState(snapshot["status"]["state"]))
+            if _is_final(snapshot):
+                raise _RpcProblem(200, a2a.INVALID_PARAMS, f"task {task_id} is in terminal state {state}: "
+                                                           "send a message without taskId to start a new task")
+            raise _RpcProblem(200, a2a.UNSUPPORTED_OPERATION, f"task {task_id} is {state}: this agent takes no "
+                                                              "further messages on a running task")
+        return self.engine.call(self.engine.start(params, self.work_for))
+
+    @staticmethod
+    def _send_result(snapshot: dict, version: str) -> dict:
+        return a2a.v03_task(snapshot) if version == "0.3" else {"task": a2a.v10_task(snapshot)}
+
+    def _sse(self, task_id: str, rpc_id: Any, version: str, after: int, snapshot_first: bool,
+             first: Optional[dict] = None) -> Response:
+        if first is not None and version == "1.0":
+            snapshot_first = False  # the first event of a new task is the Task itself (§3.1.6)
+        events = self.engine.subscribe(task_id, after, snapshot_first, _client_socket())
+
+        def frames() -> Iterator[str]:
+            yield ": stream open\n\n"
+            for event in events:
+                if event is None:
+                    yield ": ping\n\n"
+                else:
+                    yield _sse(a2a.rpc_response(rpc_id, a2a.result(event, version)), event_id=event["metadata"]["seq"])
+        return Response(frames(), mimetype="text/event-stream", headers=SSE_HEADERS)
+
+    def _after(self, task_id: str) -> Optional[int]:
+        """Last-Event-ID as a seq that this task has sent (a later one would skip events)."""
+        try:
+            after = last_event_id()
+        except RequestProblem:
+            raise _RpcProblem(200, a2a.INVALID_PARAMS, "Last-Event-ID must be the seq of the last event seen") from None
+        if after is not None:
+            last = self.engine.call(self.engine.snapshot(task_id))["metadata"]["seq"]
+            if after > last:
+                raise _RpcProblem(200, a2a.INVALID_PARAMS, f"Last-Event-ID {after} names no event of task {task_id}: "
+                                                           f"updates 0-{last} have been sent")
+        return after
+
+    def _body(self) -> Any:
+        return self.agent._read_json_body()
+
+    @staticmethod
+    def _ok(rpc_id: Any, body: dict):
+        return jsonify(a2a.rpc_response(rpc_id, body))
+
+    @staticmethod
+    def _error(rpc_id: Any, problem: _RpcProblem, version: str):
+        response = jsonify(a2a.rpc_error(rpc_id, problem.code, str(problem), version))
+        response.status_code = problem.status
+        if problem.status == 503:
+            response.headers["Retry-After"] = "1"
+        return response
+
+    # -- python-a2a's own task endpoints (tasks/sendSubscribe, tasks/resubscribe, tasks/cancel, tasks/get)
+    def python_a2a_stream_view(self):
+        """tasks/sendSubscribe starts a task, tasks/resubscribe joins one; both answer with SSE."""
+        rpc_id = None
+        try:
+            rpc_id, method, params = self._python_a2a_rpc("tasks/sendSubscribe")
+            if method == "tasks/sendSubscribe":
+                first = self._start({**params, "taskId": None})
+                task_id, after, snapshot_first = first["id"], -1, False
+            elif method == "tasks/resubscribe":
+                task_id = a2a.task_id_param(params)
+                found = self._after(task_id)
+                after, snapshot_first = (-1 if found is None else found), found is None
+                self.engine.call(self.engine.snapshot(task_id))
+            else:
+                raise _RpcProblem(200, a2a.METHOD_NOT_FOUND, f"method {method!r} not found here: "
+                                                             "use tasks/sendSubscribe or tasks/resubscribe")
+            events = self.engine.subscribe(task_id, after, snapshot_first, _client_socket())
+            return Response(_python_a2a_frames(events), mimetype="text/event-stream", headers=SSE_HEADERS)
+        except RequestProblem as problem:
+            return self._error(rpc_id, _as_rpc(problem), "0.3")
+
+    def python_a2a_cancel_view(self):
+        """tasks/cancel: stop the work at its current await, wait until it ended, return the Task."""
+        rpc_id = None
+        try:
+            rpc_id, _, params = self._python_a2a_rpc("tasks/cancel")
+            task_id = a2a.task_id_param(params)
+            if task_id in self.agent.tasks:
+                return self._stock_cancel()  # a task from tasks/send: python-a2a's own bookkeeping
+            return self._ok(rpc_id, self.engine.call(self.engine.cancel(task_id)))
+        except RequestProblem as problem:
+            return self._error(rpc_id, _as_rpc(problem), "0.3")
+
+    def python_a2a_get_view(self):
+        """tasks/get in python-a2a's shape (its own tasks from tasks/send are still its own)."""
+        rpc_id = None
+        try:
+            rpc_id, _, params = self._python_a2a_rpc("tasks/get")
+            task_id = a2a.task_id_param(params)
+            if task_id in self.agent.tasks:
+                return self._stock_get()
+            return self._ok(rpc_id, self.engine.call(self.engine.snapshot(task_id)))
+        except RequestProblem as problem:
+            return self._error(rpc_id, _as_rpc(problem), "0.3")
+
+    def _python_a2a_rpc(self, bare_method: str) -> tuple[Any, str, dict]:
+        """(id, method, params) of a JSON-RPC body; a bare Task (python-a2a's client, §17) also works."""
+        body = self._body()
+        if not isinstance(body, dict):
+            raise _RpcProblem(200, a2a.INVALID_REQUEST, "request body must be a JSON object")
+        if "jsonrpc" not in body:
+            return None, bare_method, body
+        return a2a.read_rpc(body)
 
 
+def _as_rpc(problem: RequestProblem) -> _RpcProblem:
+    if isinstance(problem, _RpcProblem):
+        return problem
+    if problem.status == 400:  # not JSON: a JSON-RPC parse error, which official clients read with HTTP 200
+        return _RpcProblem(200, a2a.PARSE_ERROR, str(problem))
+    return _RpcProblem(problem.status, a2a.INVALID_REQUEST, str(problem))  # 413, 415: the transport refuses
+
+
+def _python_a2a_frames(events: Iterator[Optional[dict]]) -> Iterator[str]:
+    yield ": stream open\n\n"
+    for event in events:
+        if event is None:
+            yield ": ping\n\n"
+        else:
+            yield _sse(event, "complete" if _is_final(event) else "update", event_id=event["metadata"]["seq"])
+
+
+def _python_a2a_shape(body: dict) -> bool:
+    """A body python-a2a's own POST / handler reads: a message, a conversation or a task."""
+    return "content" in body or "messages" in body or ("parts" in body and "role" in body) or (
+        "id" in body and ("message" in body or "status" in body))
+
+
+def _client_socket() -> Any:
+    return request.environ.get("werkzeug.socket") or request.environ.get("gunicorn.socket")
+
+
+# ---------------------------------------------------------------- agents and clients
 class TaskStreamingAgent(StreamingAgent):
-    """A StreamingAgent whose tasks stream every update over tasks/sendSubscribe (§16–§19).
+    """A StreamingAgent whose tasks report progress and artifacts themselves (§16-§19).
 
     Write `async def run_task(self, message)` yielding TaskUpdates: returning completes the
     task, raising fails it (the reason goes in the status message), tasks/cancel cancels it
     at its current await. tasks/resubscribe replays what a client missed (Last-Event-ID) or,
     without it, starts with the task as it stands.
     """
-
-    cancel_wait_seconds: float = 10.0  # how long tasks/cancel waits for the work to stop
-
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self._task_runs: dict[str, _TaskRun] = {}
 
     async def run_task(self, message: Message) -> AsyncIterator[TaskUpdate]:
         """The task's work, yielding TaskUpdates (override this)."""
@@ -149,174 +610,6 @@ class TaskStreamingAgent(StreamingAgent):
         async for update in self.run_task(message):
             if update.artifact:
                 yield artifact_text(update.artifact)
-
-    def setup_routes(self, app) -> None:
-        """Also replaces both task-stream views (§18), both cancel views, and POST / and /a2a (§20)."""
-        super().setup_routes(app)
-        for endpoint in ("a2a_tasks_stream", "tasks_stream"):
-            replace_view(app, endpoint, self._task_stream_view)
-        self._stock_cancel = replace_view(app, "a2a_tasks_cancel", self._task_cancel_view)
-        replace_view(app, "tasks_cancel", self._task_cancel_view)
-        self._stock_root = replace_view(app, "a2a_root_post", self._v03_view)
-        replace_view(app, "a2a_post", self._v03_view)  # it calls the first directly, as in §18
-
-    def _task_stream_view(self):
-        """tasks/sendSubscribe starts a task, tasks/resubscribe joins one; both answer with SSE."""
-        rpc_id = None
-        try:
-            rpc_id, method, params = self._read_rpc("tasks/sendSubscribe")
-            return self._task_stream(method, params, _task_sse)
-        except RequestProblem as problem:
-            return _rpc_error(rpc_id, problem)
-
-    def _task_cancel_view(self):
-        """tasks/cancel: stop the work at its current await, wait until it ended, return the Task."""
-        rpc_id = None
-        try:
-            rpc_id, _, params = self._read_rpc("tasks/cancel")
-            if str(params.get("id")) in self.tasks.keys() - self._task_runs.keys():
-                return self._stock_cancel()  # a task from tasks/send: python-a2a's own bookkeeping
-            return jsonify({"jsonrpc": "2.0", "id": rpc_id, "result": self._cancel(params).snapshot()})
-        except RequestProblem as problem:
-            return _rpc_error(rpc_id, problem)
-
-    def _v03_view(self):
-        """A2A v0.3 JSON-RPC on POST / and /a2a: message/stream, tasks/resubscribe, tasks/cancel (§20)."""
-        rpc_id = None
-        try:
-            rpc_id, method, params = self._read_rpc("")
-            if method not in ("message/stream", "tasks/resubscribe", "tasks/cancel"):
-                return self._stock_root()  # anything else: python-a2a's own handling
-            if method == "tasks/cancel":
-                return jsonify({"jsonrpc": "2.0", "id": rpc_id, "result": _v03_result(self._cancel(params).snapshot())})
-            if method == "message/stream":
-                method, params = "tasks/sendSubscribe", _v03_send_params(params)
-            return self._task_stream(method, params, lambda event: _sse(
-                {"jsonrpc": "2.0", "id": rpc_id, "result": _v03_result(event)}, event_id=event["metadata"]["seq"]))
-        except RequestProblem as problem:
-            return _rpc_error(rpc_id, problem)
-
-    def _task_stream(self, method: str, params: dict, frame: Callable[[dict], str]) -> Response:
-        after = self._last_event_id()
-        if method == "tasks/sendSubscribe":
-            run, snapshot_first = self._start_task(params), False
-        elif method == "tasks/resubscribe":
-            run, snapshot_first = self._find_run(params), after is None
-        else:
-            raise _RpcProblem(404, -32601, f"method {method!r} not found here: "
-                                            "use tasks/sendSubscribe or tasks/resubscribe")
-        if after is not None and after >= len(run.events):  # a seq not sent yet: replaying "after" it would skip
-            raise _RpcProblem(400, -32602, f"Last-Event-ID {after} names no update of task {run.task.id}: "
-                                           f"updates 0-{len(run.events) - 1} have been sent")
-        events = self._task_events(run, -1 if after is None else after, snapshot_first, frame)
-        return Response(events, mimetype="text/event-stream",
-                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-
-    def _cancel(self, params: dict) -> _TaskRun:
-        run = self._find_run(params)
-        if run.final:
-            state = a2a_state(run.task.status.state)
-            raise _RpcProblem(409, -32002, f"task {run.task.id} is already {state}: it cannot be canceled")
-        run.live.stop("canceled by the client")
-        run.wait_final(self.cancel_wait_seconds)
-        if run.final and run.task.status.state != TaskState.CANCELED:  # it ended first, on its own
-            state = a2a_state(run.task.status.state)
-            raise _RpcProblem(409, -32002, f"task {run.task.id} ended {state} before the cancel took effect")
-        return run
-
-    def _read_rpc(self, bare_method: str) -> tuple[Any, str, dict]:
-        """(id, method, params) of a JSON-RPC body; a bare Task (python-a2a's client, §17) also works."""
-        try:
-            body = self._read_json_body()
-        except RequestProblem as problem:
-            raise _RpcProblem(problem.status, -32700 if problem.status == 400 else -32600, str(problem)) from None
-        if not isinstance(body, dict):
-            raise _RpcProblem(400, -32700, "request body must be a JSON object")
-        if "jsonrpc" not in body:
-            return None, bare_method, body
-        if not isinstance(body.get("method"), str) or not isinstance(body.get("params"), dict):
-            raise _RpcProblem(400, -32600, "a JSON-RPC request needs a method and a params object")
-        return body.get("id"), body["method"], body["params"]
-
-    def _last_event_id(self) -> Optional[int]:
-        try:
-            return last_event_id()
-        except RequestProblem:
-            raise _RpcProblem(400, -32602, "Last-Event-ID must be the seq of the last update seen") from None
-
-    def _find_run(self, params: dict) -> _TaskRun:
-        if not params.get("id"):
-            raise _RpcProblem(400, -32602, "params.id (the task id) is required")
-        run = self._task_runs.get(str(params["id"]))
-        if run is None:
-            raise _RpcProblem(404, -32001, f"task not found: {params['id']}")
-        return run
-
-    def _start_task(self, params: dict) -> _TaskRun:
-        """Register the task, log "submitted", and start its work in a thread of its own."""
-        try:
-            message = parse_stream_request({"message": params.get("message")})
-        except RequestProblem as problem:  # in JSON-RPC terms the params are wrong, not the request
-            raise _RpcProblem(problem.status, -32602, f"params.message: {problem}") from None
-        task = Task(id=str(params.get("id") or uuid.uuid4()), session_id=params.get("sessionId"),
-                    message=params.get("message"))
-        with self._live_lock:
-            if task.id in self._task_runs:
-                raise _RpcProblem(409, -32600, f"task id {task.id} is already in use")
-            run = self._task_runs[task.id] = _TaskRun(task, self.run_task(message))
-        self._track(run.live)  # close_streams() and live_streams now cover the task
-        self.tasks[task.id] = task  # python-a2a's tasks/get sees it too
-        run.publish("task")
-        threading.Thread(target=self._work, args=(run,), name=f"task {task.id}", daemon=True).start()
-        return run
-
-    def _work(self, run: _TaskRun) -> None:
-        """Pull the agent's updates one by one; the way the generator ends decides the final state."""
-        try:
-            while True:
-                update = run.live.next(self.keepalive_seconds)
-                if update is not _PING:
-                    self._publish_update(run, update)
-        except StopAsyncIteration:
-            end = TaskStatus(state=TaskState.COMPLETED)
-        except asyncio.CancelledError:
-            end = TaskStatus(state=TaskState.CANCELED, message=_agent_message(run.live.stop_reason or "canceled"))
-        except Exception as exc:
-            end = TaskStatus(state=TaskState.FAILED, message=_agent_message(f"{type(exc).__name__}: {exc}"))
-        run.live.close()  # the agent's finally blocks run first
-        self._untrack(run.live)
-        run.publish("status-update", end)
-
-    @staticmethod
-    def _publish_update(run: _TaskRun, update: Any) -> None:
-        if not isinstance(update, TaskUpdate):
-            raise TypeError(f"run_task must yield TaskUpdate objects, not {type(update).__name__}")
-        if update.artifact is not None:
-            run.publish("artifact-update", artifact=update.artifact)
-        else:
-            run.publish("status-update", TaskStatus(state=TaskState.WAITING,
-                                                    message=_agent_message(update.text, update.metadata)))
-
-    def _task_events(self, run: _TaskRun, after: int, snapshot_first: bool,
-                     frame: Callable[[dict], str]) -> Iterator[str]:
-        """One subscriber's SSE: the snapshot or the log after `after`, then live events to the end."""
-        yield ": stream open\n\n"
-        if snapshot_first:
-            snapshot = run.snapshot()
-            yield frame(snapshot)
-            if TaskState(snapshot["status"]["state"]) in FINAL_STATES:
-                return
-            after = snapshot["metadata"]["seq"]
-        while True:
-            events = run.events_after(after, self.keepalive_seconds)
-            if not events:
-                yield ": ping\n\n"
-                continue
-            for event in events:
-                yield frame(event)
-            if TaskState(events[-1]["status"]["state"]) in FINAL_STATES:
-                return
-            after = events[-1]["metadata"]["seq"]
 
 
 class TaskStreamingClient(StrictStreamingClient):
