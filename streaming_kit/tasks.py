@@ -415,6 +415,10 @@ class A2AEndpoints:
         try:
             body = self._body()
             if isinstance(body, dict) and "jsonrpc" not in body and _python_a2a_shape(body):
+                try:
+                    _check_python_a2a_body(body)  # python-a2a's handler answers 500 to what it cannot read
+                except RequestProblem as problem:
+                    return jsonify({"error": str(problem)}), problem.status
                 return self._stock_root()  # a python-a2a client's message, task or conversation
             rpc_id, method, params = a2a.read_rpc(body)
             version = a2a.protocol_version(request.headers.get("A2A-Version"), method)
@@ -584,6 +588,24 @@ def _python_a2a_shape(body: dict) -> bool:
     """A body python-a2a's own POST / handler reads: a message, a conversation or a task."""
     return "content" in body or "messages" in body or ("parts" in body and "role" in body) or (
         "id" in body and ("message" in body or "status" in body))
+
+
+def _check_python_a2a_body(body: dict) -> None:
+    """RequestProblem(400) unless python-a2a's own POST / handler can read the body."""
+    if "messages" in body:
+        if not isinstance(body["messages"], list) or not body["messages"]:
+            raise RequestProblem(400, "messages must be a non-empty list of messages")
+        for message in body["messages"]:
+            parse_stream_request(message)
+    elif "content" in body or "parts" in body:
+        parse_stream_request(body)
+    else:  # a task
+        if not isinstance(body["id"], str):
+            raise RequestProblem(400, "a task's id must be a string")
+        if "message" in body:
+            parse_stream_request({"message": body["message"]})
+        if not isinstance(body.get("status", {}), dict):
+            raise RequestProblem(400, "a task's status must be an object")
 
 
 def _client_socket() -> Any:
