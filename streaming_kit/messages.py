@@ -97,3 +97,14 @@ def _joined_text_parts(parts: Any) -> list:
         raise RequestProblem(400, "message text must be a string")
     others = [part for part in parts if (part.get("type") or part.get("kind")) != "text"]
     return ([{"type": "text", "text": "\n".join(texts)}] if texts else []) + others
+
+
+def parse_last_event_id(value: Optional[str]) -> Optional[int]:
+    """A Last-Event-ID header as the number of the last event received (None when absent or empty);
+    RequestProblem(400) unless it is plain ASCII digits, at most 18 of them (no sign, no "²")."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    if len(value) > 18 or not value.isascii() or not value.isdigit():
+        raise RequestProblem(400, "Last-Event-ID must be the number of the last event received")
+    return int(value)

@@ -167,8 +167,8 @@ class StreamingAgent(A2AServer):
         """Adds python-a2a's routes, then swaps in the kit's /stream view (§7) and the A2A JSON-RPC views (§20)."""
         super().setup_routes(app)
         replace_view(app, "handle_streaming_request", self._stream_view)
-        from .tasks import A2AEndpoints  # the A2A JSON-RPC views and the card (tasks.py builds on this module)
-        A2AEndpoints(self, app)
+        from .rpc import FlaskViews  # the A2A JSON-RPC views and the card (rpc.py builds on this module)
+        FlaskViews(self, app)
 
     @property
     def live_streams(self) -> int:

@@ -18,26 +18,21 @@ import asyncio
 import collections
 import contextlib
 import copy
-import json
 import socket
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Iterator, Optional
+from typing import Any, AsyncIterator, Callable, Optional
 
 import aiohttp
-from flask import Response, jsonify, request
 from . import a2a
 from .a2a import FINAL_STATES, a2a_state, utc_timestamp
 from .client import StrictStreamingClient
-from .messages import RequestProblem, StreamTruncatedError, _RpcProblem, _sse, chunk_text, parse_stream_request
-from .patches import replace_view
-from .server import HANGUP, StreamingAgent, last_event_id
+from .messages import RequestProblem, StreamTruncatedError, _RpcProblem, chunk_text, parse_stream_request
+from .server import HANGUP, StreamingAgent
 from python_a2a import A2AConnectionError, A2AResponseError, Message, StreamingClient, Task, TaskState
 
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-CARD_PATHS = ("/.well-known/agent-card.json", "/.well-known/agent.json", "/agent.json", "/a2a/agent.json")
 ANSWER_ARTIFACT = "answer"  # the artifactId of a plain agent's streamed text
 
 
@@ -319,297 +314,66 @@ class TaskEngine:
             raise _RpcProblem(200, a2a.TASK_NOT_CANCELABLE, f"task {task_id} ended {state} before the cancel took effect")
         return snapshot
 
-    # -- from a request thread
-    def subscribe(self, task_id: str, after: int, snapshot_first: bool, sock: Any) -> Iterator[Optional[dict]]:
-        """One subscriber: the snapshot (or the log after `after`), then live events to the final one.
-        Yields None for a keepalive. Ends early when the client hangs up (the task goes on)."""
+    async def events(self, task_id: str, after: int, snapshot_first: bool,
+                     gone: Optional[asyncio.Future] = None) -> AsyncIterator[list[dict]]:
+        """One subscriber, in batches: the snapshot (or the log after `after`), then live events up to
+        the final one. An empty batch means nothing happened for keepalive_seconds. Ends as soon as
+        `gone` is done (the client hung up; the task goes on)."""
         if snapshot_first:
-            snapshot = self.call(self.snapshot(task_id))
-            yield snapshot
+            snapshot = await self.snapshot(task_id)
+            yield [snapshot]
             if _is_final(snapshot):
                 return
             after = snapshot["metadata"]["seq"]
-        while True:
-            events = self.call(self._read_or_hangup(task_id, after, sock))
-            if events is None:  # the client is gone
+        while gone is None or not gone.done():
+            reading = asyncio.ensure_future(self.read(task_id, after, self.keepalive_seconds))
+            await asyncio.wait({reading} if gone is None else {reading, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if not reading.done():
+                reading.cancel()
                 return
-            if not events:
-                yield None
-                continue
-            yield from events
-            if _is_final(events[-1]):
+            events = reading.result()
+            yield events
+            if events and _is_final(events[-1]):
                 return
-            after = events[-1]["metadata"]["seq"]
+            if events:
+                after = events[-1]["metadata"]["seq"]
 
-    async def _read_or_hangup(self, task_id: str, after: int, sock: Any) -> Optional[list[dict]]:
-        """read(), or None as soon as the client's socket closes (so no thread waits for a gone client)."""
-        if type(sock) is not socket.socket:
-            return await self.read(task_id, after, self.keepalive_seconds)
-        reading = asyncio.ensure_future(self.read(task_id, after, self.keepalive_seconds))
-        gone = self.loop.create_future()
-        fd = sock.fileno()
+    def watch_socket(self, sock: Any) -> tuple[Optional[asyncio.Future], Callable[[], None]]:
+        """(a future done when the client closes sock, a function to stop watching), on the task loop.
+        Bytes a client sends after its request are read off, so they do not hide a later close."""
+        if type(sock) is not socket.socket:  # a plain socket: werkzeug's and gunicorn's are
+            return None, lambda: None
+        gone, fd = self.loop.create_future(), sock.fileno()
 
         def on_readable() -> None:
             try:
                 data = sock.recv(4096, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-                if data:  # bytes after the request: read them off so the socket stops being readable
+                if data:
                     sock.recv(len(data), socket.MSG_DONTWAIT)
                     return
             except BlockingIOError:
                 return
             except OSError:
                 pass
-            if not gone.done():
-                gone.set_result(None)
-        self.loop.add_reader(fd, on_readable)
-        try:
-            await asyncio.wait({reading, gone}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
             self.loop.remove_reader(fd)
-        if reading.done():
-            return reading.result()
-        reading.cancel()
-        return None
+            if not gone.done():
+                gone.set_result(HANGUP)
+        self.loop.add_reader(fd, on_readable)
+
+        def unwatch() -> None:
+            self.loop.remove_reader(fd)
+        return gone, unwatch
 
     def close(self) -> None:
         for task in list(self.running.values()):
             task.stop("server shutting down")
 
 
-# ---------------------------------------------------------------- the views
-class A2AEndpoints:
-    """The JSON-RPC views of one agent: A2A v0.3 / v1.0 on POST / and /a2a, python-a2a's task
-    endpoints, and the agent card. Installed on every StreamingAgent by its setup_routes."""
-
-    def __init__(self, agent: StreamingAgent, app: Any):
-        self.agent = agent
-        if getattr(agent, "task_engine", None) is None:  # one engine per agent, whichever app serves it
-            agent.task_engine = TaskEngine(agent, agent.task_log, agent.max_running_tasks)
-        self.engine = agent.task_engine
-        self._stock_root = replace_view(app, "a2a_root_post", self.rpc_view)
-        replace_view(app, "a2a_post", self.rpc_view)  # it calls the first directly, as in §18
-        for endpoint in ("a2a_tasks_stream", "tasks_stream"):
-            replace_view(app, endpoint, self.python_a2a_stream_view)
-        self._stock_cancel = replace_view(app, "a2a_tasks_cancel", self.python_a2a_cancel_view)
-        replace_view(app, "tasks_cancel", self.python_a2a_cancel_view)
-        self._stock_get = replace_view(app, "a2a_tasks_get", self.python_a2a_get_view)
-        replace_view(app, "tasks_get", self.python_a2a_get_view)
-        for rule in list(app.url_map.iter_rules()):
-            if rule.rule in CARD_PATHS and "GET" in rule.methods:
-                replace_view(app, rule.endpoint, self.card_view)
-
-    def work_for(self, message: Message) -> AsyncIterator[TaskUpdate]:
-        if isinstance(self.agent, TaskStreamingAgent):
-            return self.agent.run_task(message)
-        return chunks_as_artifact(self.agent.stream_response(message))
-
-    # -- the agent card
-    def card_view(self):
-        stock = self.agent.agent_card.to_dict()
-        skills = [a2a.skill_dict(skill) for skill in (self.agent.agent_card.skills or [])]
-        return jsonify(a2a.agent_card(stock, request.host_url.rstrip("/"), skills))
-
-    # -- A2A JSON-RPC on POST / and /a2a
-    def rpc_view(self):
-        rpc_id, version = None, "0.3"
-        try:
-            body = self._body()
-            if isinstance(body, dict) and "jsonrpc" not in body and _python_a2a_shape(body):
-                try:
-                    _check_python_a2a_body(body)  # python-a2a's handler answers 500 to what it cannot read
-                except RequestProblem as problem:
-                    return jsonify({"error": str(problem)}), problem.status
-                return self._stock_root()  # a python-a2a client's message, task or conversation
-            rpc_id, method, params = a2a.read_rpc(body)
-            version = a2a.protocol_version(request.headers.get("A2A-Version"), method)
-            known = a2a.METHODS.get(method)
-            if known is None or known[0] != version:
-                names = [name for name, (v, _) in a2a.METHODS.items() if v == version]
-                raise _RpcProblem(200, a2a.METHOD_NOT_FOUND, f"method {method!r} not found (A2A {version}: "
-                                                             f"{', '.join(names)})")
-            return self._dispatch(known[1], rpc_id, params, version)
-        except _RpcProblem as problem:
-            return self._error(rpc_id, problem, version)
-        except RequestProblem as problem:  # the body itself: too big, or not JSON
-            return self._error(rpc_id, _as_rpc(problem), version)
-
-    def _dispatch(self, action: str, rpc_id: Any, params: dict, version: str):
-        if action in ("stream", "send"):
-            send = a2a.send_params(params, version)
-            first = self._start(send)
-            if action == "stream":
-                return self._sse(first["id"], rpc_id, version, after=-1, snapshot_first=False, first=first)
-            if not send["blocking"]:
-                return self._ok(rpc_id, self._send_result(first, version))
-            return self._ok(rpc_id, self._send_result(self.engine.call(self.engine.wait_final(first["id"])), version))
-        task_id = a2a.task_id_param(params)
-        if action == "get":
-            return self._ok(rpc_id, a2a.task_result(self.engine.call(self.engine.snapshot(task_id)), version))
-        if action == "cancel":
-            return self._ok(rpc_id, a2a.task_result(self.engine.call(self.engine.cancel(task_id)), version))
-        after = self._after(task_id)  # subscribe: the log after Last-Event-ID, or the task as it stands first
-        self.engine.call(self.engine.snapshot(task_id))  # unknown task: an error now, not an empty stream
-        return self._sse(task_id, rpc_id, version, after=-1 if after is None else after,
-                         snapshot_first=after is None or version == "1.0")
-
-    def _start(self, params: dict) -> dict:
-        task_id = params.pop("taskId", None)
-        if task_id is not None:  # a message for a task that exists: this agent takes one message per task
-            snapshot = self.engine.call(self.engine.snapshot(task_id))
-            state = a2a_state(TaskState(snapshot["status"]["state"]))
-            if _is_final(snapshot):
-                raise _RpcProblem(200, a2a.INVALID_PARAMS, f"task {task_id} is in terminal state {state}: "
-                                                           "send a message without taskId to start a new task")
-            raise _RpcProblem(200, a2a.UNSUPPORTED_OPERATION, f"task {task_id} is {state}: this agent takes no "
-                                                              "further messages on a running task")
-        return self.engine.call(self.engine.start(params, self.work_for))
-
-    @staticmethod
-    def _send_result(snapshot: dict, version: str) -> dict:
-        return a2a.v03_task(snapshot) if version == "0.3" else {"task": a2a.v10_task(snapshot)}
-
-    def _sse(self, task_id: str, rpc_id: Any, version: str, after: int, snapshot_first: bool,
-             first: Optional[dict] = None) -> Response:
-        if first is not None and version == "1.0":
-            snapshot_first = False  # the first event of a new task is the Task itself (§3.1.6)
-        events = self.engine.subscribe(task_id, after, snapshot_first, _client_socket())
-
-        def frames() -> Iterator[str]:
-            yield ": stream open\n\n"
-            for event in events:
-                if event is None:
-                    yield ": ping\n\n"
-                else:
-                    yield _sse(a2a.rpc_response(rpc_id, a2a.result(event, version)), event_id=event["metadata"]["seq"])
-        return Response(frames(), mimetype="text/event-stream", headers=SSE_HEADERS)
-
-    def _after(self, task_id: str) -> Optional[int]:
-        """Last-Event-ID as a seq that this task has sent (a later one would skip events)."""
-        try:
-            after = last_event_id()
-        except RequestProblem:
-            raise _RpcProblem(200, a2a.INVALID_PARAMS, "Last-Event-ID must be the seq of the last event seen") from None
-        if after is not None:
-            last = self.engine.call(self.engine.snapshot(task_id))["metadata"]["seq"]
-            if after > last:
-                raise _RpcProblem(200, a2a.INVALID_PARAMS, f"Last-Event-ID {after} names no event of task {task_id}: "
-                                                           f"updates 0-{last} have been sent")
-        return after
-
-    def _body(self) -> Any:
-        return self.agent._read_json_body()
-
-    @staticmethod
-    def _ok(rpc_id: Any, body: dict):
-        return jsonify(a2a.rpc_response(rpc_id, body))
-
-    @staticmethod
-    def _error(rpc_id: Any, problem: _RpcProblem, version: str):
-        response = jsonify(a2a.rpc_error(rpc_id, problem.code, str(problem), version))
-        response.status_code = problem.status
-        if problem.status == 503:
-            response.headers["Retry-After"] = "1"
-        return response
-
-    # -- python-a2a's own task endpoints (tasks/sendSubscribe, tasks/resubscribe, tasks/cancel, tasks/get)
-    def python_a2a_stream_view(self):
-        """tasks/sendSubscribe starts a task, tasks/resubscribe joins one; both answer with SSE."""
-        rpc_id = None
-        try:
-            rpc_id, method, params = self._python_a2a_rpc("tasks/sendSubscribe")
-            if method == "tasks/sendSubscribe":
-                first = self._start({**params, "taskId": None})
-                task_id, after, snapshot_first = first["id"], -1, False
-            elif method == "tasks/resubscribe":
-                task_id = a2a.task_id_param(params)
-                found = self._after(task_id)
-                after, snapshot_first = (-1 if found is None else found), found is None
-                self.engine.call(self.engine.snapshot(task_id))
-            else:
-                raise _RpcProblem(200, a2a.METHOD_NOT_FOUND, f"method {method!r} not found here: "
-                                                             "use tasks/sendSubscribe or tasks/resubscribe")
-            events = self.engine.subscribe(task_id, after, snapshot_first, _client_socket())
-            return Response(_python_a2a_frames(events), mimetype="text/event-stream", headers=SSE_HEADERS)
-        except RequestProblem as problem:
-            return self._error(rpc_id, _as_rpc(problem), "0.3")
-
-    def python_a2a_cancel_view(self):
-        """tasks/cancel: stop the work at its current await, wait until it ended, return the Task."""
-        rpc_id = None
-        try:
-            rpc_id, _, params = self._python_a2a_rpc("tasks/cancel")
-            task_id = a2a.task_id_param(params)
-            if task_id in self.agent.tasks:
-                return self._stock_cancel()  # a task from tasks/send: python-a2a's own bookkeeping
-            return self._ok(rpc_id, self.engine.call(self.engine.cancel(task_id)))
-        except RequestProblem as problem:
-            return self._error(rpc_id, _as_rpc(problem), "0.3")
-
-    def python_a2a_get_view(self):
-        """tasks/get in python-a2a's shape (its own tasks from tasks/send are still its own)."""
-        rpc_id = None
-        try:
-            rpc_id, _, params = self._python_a2a_rpc("tasks/get")
-            task_id = a2a.task_id_param(params)
-            if task_id in self.agent.tasks:
-                return self._stock_get()
-            return self._ok(rpc_id, self.engine.call(self.engine.snapshot(task_id)))
-        except RequestProblem as problem:
-            return self._error(rpc_id, _as_rpc(problem), "0.3")
-
-    def _python_a2a_rpc(self, bare_method: str) -> tuple[Any, str, dict]:
-        """(id, method, params) of a JSON-RPC body; a bare Task (python-a2a's client, §17) also works."""
-        body = self._body()
-        if not isinstance(body, dict):
-            raise _RpcProblem(200, a2a.INVALID_REQUEST, "request body must be a JSON object")
-        if "jsonrpc" not in body:
-            return None, bare_method, body
-        return a2a.read_rpc(body)
-
-
-def _as_rpc(problem: RequestProblem) -> _RpcProblem:
-    if isinstance(problem, _RpcProblem):
-        return problem
-    if problem.status == 400:  # not JSON: a JSON-RPC parse error, which official clients read with HTTP 200
-        return _RpcProblem(200, a2a.PARSE_ERROR, str(problem))
-    return _RpcProblem(problem.status, a2a.INVALID_REQUEST, str(problem))  # 413, 415: the transport refuses
-
-
-def _python_a2a_frames(events: Iterator[Optional[dict]]) -> Iterator[str]:
-    yield ": stream open\n\n"
-    for event in events:
-        if event is None:
-            yield ": ping\n\n"
-        else:
-            yield _sse(event, "complete" if _is_final(event) else "update", event_id=event["metadata"]["seq"])
-
-
-def _python_a2a_shape(body: dict) -> bool:
-    """A body python-a2a's own POST / handler reads: a message, a conversation or a task."""
-    return "content" in body or "messages" in body or ("parts" in body and "role" in body) or (
-        "id" in body and ("message" in body or "status" in body))
-
-
-def _check_python_a2a_body(body: dict) -> None:
-    """RequestProblem(400) unless python-a2a's own POST / handler can read the body."""
-    if "messages" in body:
-        if not isinstance(body["messages"], list) or not body["messages"]:
-            raise RequestProblem(400, "messages must be a non-empty list of messages")
-        for message in body["messages"]:
-            parse_stream_request(message)
-    elif "content" in body or "parts" in body:
-        parse_stream_request(body)
-    else:  # a task
-        if not isinstance(body["id"], str):
-            raise RequestProblem(400, "a task's id must be a string")
-        if "message" in body:
-            parse_stream_request({"message": body["message"]})
-        if not isinstance(body.get("status", {}), dict):
-            raise RequestProblem(400, "a task's status must be an object")
-
-
-def _client_socket() -> Any:
-    return request.environ.get("werkzeug.socket") or request.environ.get("gunicorn.socket")
+def engine_for(agent: StreamingAgent) -> TaskEngine:
+    """The agent's one TaskEngine (made on first use), whichever server serves the agent."""
+    if getattr(agent, "task_engine", None) is None:
+        agent.task_engine = TaskEngine(agent, agent.task_log, agent.max_running_tasks)
+    return agent.task_engine
 
 
 # ---------------------------------------------------------------- agents and clients
