@@ -140,7 +140,7 @@ class StreamingAgent(A2AServer):
     keepalive_seconds: float = KEEPALIVE_SECONDS
     max_body_bytes: int = MAX_BODY_BYTES
     task_log: Any = None  # where task events are kept (streaming_kit.tasks.MemoryTaskLog when None)
-    max_running_tasks: Optional[int] = None  # tasks at work at once; past it a new one gets 503
+    max_running_tasks: Optional[int] = 1000  # tasks at work at once; past it a new one gets 503 (None: no bound)
 
     def __init__(self, name: Optional[str] = None, description: Optional[str] = None, **kwargs: Any):
         kwargs.setdefault("url", "http://127.0.0.1")  # serve() puts the real address in the card
