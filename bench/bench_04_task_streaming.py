@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 import streaming_kit as kit  # noqa: E402
 import examples_support  # noqa: E402
-from python_a2a import A2AError, StreamingClient, Task  # noqa: E402
+from python_a2a import A2AError, A2AServer, StreamingClient, Task  # noqa: E402
 
 
 class StampAgent(kit.TaskStreamingAgent):
@@ -39,7 +39,7 @@ class StampAgent(kit.TaskStreamingAgent):
 
 class StockViews(StampAgent):
     def setup_routes(self, app):
-        kit.StreamingAgent.setup_routes(self, app)  # python-a2a's own task-stream views (§16)
+        A2AServer.setup_routes(self, app)  # python-a2a's own task-stream views (§16)
 
 
 def task(request: str) -> Task:
