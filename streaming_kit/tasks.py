@@ -18,6 +18,7 @@ import asyncio
 import collections
 import contextlib
 import copy
+import os
 import socket
 import threading
 import time
@@ -151,6 +152,16 @@ class MemoryTaskLog:
             for table in (self._events, self._snapshots, self._changed):
                 table.pop(task_id, None)
 
+    # one process: nobody else runs these tasks, so there is no lease to keep or to lose
+    async def hold_lease(self, task_id: str, owner: str, ttl: float) -> bool:
+        return True
+
+    async def lease_holder(self, task_id: str) -> Optional[str]:
+        return None
+
+    async def tasks_with_expired_lease(self) -> list[str]:
+        return []
+
     async def close(self) -> None:
         pass
 
@@ -204,12 +215,15 @@ class TaskEngine:
 
     keepalive_seconds = 15.0
     cancel_wait_seconds = 10.0
+    lease_seconds = 5.0  # a shared log: a task whose runner has not renewed its lease this long has lost it
 
     def __init__(self, agent: StreamingAgent, log: Any = None, max_running: Optional[int] = None):
         self.agent = agent
         self.log = log or MemoryTaskLog()
         self.max_running = max_running
         self.running: dict[str, _RunningTask] = {}
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # this engine, in leases
+        self._lease_keeper: Optional[asyncio.Task] = None
         self.loop = asyncio.new_event_loop()
         self._thread: Optional[threading.Thread] = None
         self._starting = threading.Lock()
@@ -242,6 +256,9 @@ class TaskEngine:
             raise _RpcProblem(200, a2a.INVALID_REQUEST, f"task id {task.id} is already in use") from None
         self.running[task.id] = task
         self.agent._track(task)  # close_streams() and live_streams now cover the task
+        await self.log.hold_lease(task.id, self.owner, self.lease_seconds)
+        if self._lease_keeper is None:
+            self._lease_keeper = self.loop.create_task(self._keep_leases())
         task.job = self.loop.create_task(self._work(task))
         return first
 
@@ -363,6 +380,32 @@ class TaskEngine:
         def unwatch() -> None:
             self.loop.remove_reader(fd)
         return gone, unwatch
+
+    async def _keep_leases(self) -> None:
+        """Renew the leases of the tasks running here; end, as failed, tasks whose runner is gone
+        (another replica that stopped renewing), so their subscribers are not left waiting forever."""
+        while True:
+            await asyncio.sleep(self.lease_seconds / 3)
+            try:
+                for task_id in list(self.running):
+                    await self.log.hold_lease(task_id, self.owner, self.lease_seconds)
+                for task_id in await self.log.tasks_with_expired_lease():
+                    if task_id not in self.running:
+                        await self._end_orphan(task_id)
+            except Exception:  # the shared log is unreachable for now: try again next round
+                continue
+
+    async def _end_orphan(self, task_id: str) -> None:
+        seq, snapshot = await self.log.snapshot(task_id)
+        if _is_final(snapshot):
+            return
+        reason = _agent_message("the replica running this task stopped (its lease expired); send the message again")
+        status = _status(TaskState.FAILED, reason)
+        event = {"id": task_id, "sessionId": snapshot.get("sessionId"), "status": status,
+                 "metadata": {"seq": seq + 1, "kind": "status-update"}}
+        ended = {**snapshot, "status": status, "metadata": {"seq": seq + 1, "kind": "task"}}
+        with contextlib.suppress(ValueError):  # another replica ended it first
+            await self.log.append(task_id, seq + 1, event, ended, final=True)
 
     def close(self) -> None:
         for task in list(self.running.values()):
