@@ -228,6 +228,17 @@ class TaskEngine:
         self._thread: Optional[threading.Thread] = None
         self._starting = threading.Lock()
 
+    def adopt_running_loop(self) -> None:
+        """Run the tasks on the caller's event loop (an asyncio server's) instead of a thread of their own."""
+        loop = asyncio.get_running_loop()
+        with self._starting:
+            if self.loop is loop:
+                return
+            if self._thread is not None or self.running:
+                raise RuntimeError("this agent's tasks already run on another loop: serve it by one path at a time")
+            self.loop.close()
+            self.loop, self._thread = loop, threading.current_thread()
+
     def call(self, coroutine: Any, timeout: Optional[float] = None) -> Any:
         """Run a coroutine on the task loop from a request thread and wait for its result."""
         with self._starting:  # the loop's thread starts with the first task request, not with the agent

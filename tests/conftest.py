@@ -75,3 +75,13 @@ def eventually(condition, seconds: float = 10.0, interval: float = 0.01) -> bool
             return bool(condition())
         time.sleep(interval)
     return True
+
+
+@pytest.fixture(scope="module", params=["wsgi", "asgi"])
+def serving(request):
+    """The two serving paths of the kit, so one test checks both: serve() (werkzeug threads,
+    python-a2a's Flask app) and serve_asgi() (uvicorn, one event loop). A context manager taking
+    an agent and yielding its base URL."""
+    import streaming_kit
+    from streaming_kit.asgi import serve_asgi
+    return {"wsgi": streaming_kit.serve, "asgi": serve_asgi}[request.param]

@@ -46,9 +46,9 @@ def expect_complete(url: str, n: int) -> None:
 
 
 @pytest.fixture
-def counting():
+def counting(serving):
     agent = CountingAgent()
-    with kit.serve(agent) as url:
+    with serving(agent) as url:
         yield agent, url
 
 
@@ -56,10 +56,10 @@ def counting():
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("n, repeats", [(1, 30), (5, 30), (100, 10), (2000, 3)])
 @pytest.mark.parametrize("delay", [0.0, 0.001])
-def test_kit_delivers_every_chunk_in_order_with_final_marker(n, repeats, delay):
+def test_kit_delivers_every_chunk_in_order_with_final_marker(serving, n, repeats, delay):
     if delay and n > 100:
         repeats = 1  # 2000 × 1 ms per repeat is enough
-    with kit.serve(CountingAgent(delay)) as url:
+    with serving(CountingAgent(delay)) as url:
         for _ in range(repeats):  # repeated: a race that loses the tail shows up in some runs
             expect_complete(url, n)
 
@@ -73,7 +73,7 @@ def test_the_same_check_fails_on_stock_python_a2a(delay):
             expect_complete(url, 5)
 
 
-def test_multiline_and_unicode_chunks_arrive_byte_exact():
+def test_multiline_and_unicode_chunks_arrive_byte_exact(serving):
     pieces = ["line one\nline two", "\n\n", "crlf\r\n", "data: not an event\n\n", "é ✓ 漢字 \u2028 😀", ""]
 
     class Tricky(kit.StreamingAgent):
@@ -81,7 +81,7 @@ def test_multiline_and_unicode_chunks_arrive_byte_exact():
             for piece in pieces:
                 yield piece
 
-    with kit.serve(Tricky()) as url:
+    with serving(Tricky()) as url:
         assert [kit.chunk_text(c) for c in asyncio.run(collect(url, "go"))] == pieces
 
 
@@ -113,9 +113,9 @@ class FailingAgent(kit.StreamingAgent):
         raise RuntimeError("model exploded")
 
 
-def test_agent_error_reaches_client_as_error_and_is_not_resent():
+def test_agent_error_reaches_client_as_error_and_is_not_resent(serving):
     agent = FailingAgent()
-    with kit.serve(agent) as url:
+    with serving(agent) as url:
         seen = []
 
         async def consume():
@@ -128,11 +128,11 @@ def test_agent_error_reaches_client_as_error_and_is_not_resent():
     assert agent.runs == 1  # stock StreamingClient would silently POST again (§11)
 
 
-def test_stock_client_resends_where_the_strict_client_raises():
+def test_stock_client_resends_where_the_strict_client_raises(serving):
     """Shows the guard above can fail: python-a2a's own client hides the error and re-runs the agent."""
     from python_a2a import StreamingClient
     agent = FailingAgent()
-    with kit.serve(agent) as url:
+    with serving(agent) as url:
         async def consume():
             return [kit.chunk_text(c) async for c in StreamingClient(url).stream_response(kit.text_message("hi"))]
         with pytest.raises(A2AConnectionError):  # the re-sent, non-streamed request fails too
@@ -146,8 +146,8 @@ def test_truncated_stream_raises_instead_of_looking_complete():
             asyncio.run(collect(url, "3"))
 
 
-def test_unreachable_server_raises_connection_error():
-    with kit.serve(CountingAgent()) as url:
+def test_unreachable_server_raises_connection_error(serving):
+    with serving(CountingAgent()) as url:
         pass  # the port is closed again now
     with pytest.raises(A2AConnectionError):
         asyncio.run(collect(url, "1"))
@@ -193,34 +193,34 @@ class PausingAgent(kit.StreamingAgent):
         yield "after"
 
 
-def test_pings_keep_a_quiet_stream_alive_past_the_idle_limit():
-    with kit.serve(PausingAgent()) as url:
+def test_pings_keep_a_quiet_stream_alive_past_the_idle_limit(serving):
+    with serving(PausingAgent()) as url:
         chunks = asyncio.run(collect(url, "1.0", timeout=0.4))
     assert "".join(kit.chunk_text(c) for c in chunks) == "before after"
 
 
-def test_without_pings_the_same_gap_trips_the_idle_limit():
+def test_without_pings_the_same_gap_trips_the_idle_limit(serving):
     """Shows the test above can fail: no keepalive, same gap, the client gives up."""
     class Silent(PausingAgent):
         keepalive_seconds = 30
 
-    with kit.serve(Silent()) as url:
+    with serving(Silent()) as url:
         with pytest.raises(A2AStreamingError, match="no data"):
             asyncio.run(collect(url, "1.0", timeout=0.4))
 
 
-def test_client_idle_limit_is_not_a_total_cap():
+def test_client_idle_limit_is_not_a_total_cap(serving):
     """A stream far longer than the client's timeout completes while chunks keep coming (§10)."""
-    with kit.serve(CountingAgent(delay=0.05)) as url:
+    with serving(CountingAgent(delay=0.05)) as url:
         chunks = asyncio.run(collect(url, "40", timeout=0.5))  # ≈ 2 s stream, 0.5 s idle limit
     assert len(chunks) == 40
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(150)
-def test_stream_longer_than_sixty_seconds_completes():
+def test_stream_longer_than_sixty_seconds_completes(serving):
     """The stock server cuts every stream at 60 s (§3) and the stock client at 30 s (§10)."""
-    with kit.serve(CountingAgent(delay=1.0)) as url:
+    with serving(CountingAgent(delay=1.0)) as url:
         chunks = asyncio.run(collect(url, "65", timeout=5))
     assert [c["index"] for c in chunks] == list(range(65))
 
@@ -249,10 +249,10 @@ async def take(url: str, count: int) -> None:
 
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("delay", [0.0, 30.0], ids=["busy agent", "idle agent"])
-def test_client_disconnect_closes_the_agent_generator(delay):
+def test_client_disconnect_closes_the_agent_generator(serving, delay):
     agent = EndlessAgent(delay)
     threads_before = threading.active_count()
-    with kit.serve(agent) as url:
+    with serving(agent) as url:
         asyncio.run(take(url, 1 if delay else 5))
         assert agent.closed.wait(10), "the agent kept running after the client left"
         assert eventually(lambda: agent.live_streams == 0, seconds=10)
@@ -275,9 +275,9 @@ def listen_in_background(url: str, text: str) -> tuple[threading.Thread, dict]:
 
 
 @pytest.mark.timeout(30)
-def test_shutdown_ends_in_flight_streams_with_an_error():
+def test_shutdown_ends_in_flight_streams_with_an_error(serving):
     agent = EndlessAgent(0.05)
-    with kit.serve(agent) as url:
+    with serving(agent) as url:
         listener, outcome = listen_in_background(url, "go")
         assert eventually(lambda: agent.live_streams == 1, seconds=10)
     listener.join(10)
@@ -346,8 +346,8 @@ class ContextualAgent(kit.StreamingAgent):
             yield " timed out"
 
 
-def test_context_variables_and_timeouts_survive_a_yield():
-    with kit.serve(ContextualAgent()) as url:
+def test_context_variables_and_timeouts_survive_a_yield(serving):
+    with serving(ContextualAgent()) as url:
         text = "".join(kit.chunk_text(c) for c in asyncio.run(collect(url, "go")))
     assert text == "set alice waiting timed out"
 
@@ -376,9 +376,9 @@ class ProducerAgent(kit.StreamingAgent):
 
 
 @pytest.mark.timeout(30)
-def test_hang_up_also_ends_the_agents_background_tasks(capfd):
+def test_hang_up_also_ends_the_agents_background_tasks(serving, capfd):
     agent = ProducerAgent()
-    with kit.serve(agent) as url:
+    with serving(agent) as url:
         asyncio.run(take(url, 3))
         assert agent.producer_finished.wait(10), "the producer task was left pending"
         assert eventually(lambda: agent.live_streams == 0, seconds=10)
@@ -398,9 +398,9 @@ class StubbornAgent(kit.StreamingAgent):
 
 
 @pytest.mark.timeout(30)
-def test_a_stopped_stream_never_looks_complete_even_if_the_agent_swallows_the_cancel():
+def test_a_stopped_stream_never_looks_complete_even_if_the_agent_swallows_the_cancel(serving):
     agent = StubbornAgent()
-    with kit.serve(agent) as url:
+    with serving(agent) as url:
         listener, outcome = listen_in_background(url, "go")
         assert eventually(lambda: agent.live_streams == 1, seconds=10)
         agent.close_streams("maintenance")
@@ -408,9 +408,9 @@ def test_a_stopped_stream_never_looks_complete_even_if_the_agent_swallows_the_ca
     assert outcome == {"error": "maintenance"}
 
 
-def test_streams_arriving_during_shutdown_are_refused_with_an_error():
+def test_streams_arriving_during_shutdown_are_refused_with_an_error(serving):
     agent = CountingAgent()
-    with kit.serve(agent) as url:
+    with serving(agent) as url:
         agent.close_streams("server shutting down", refuse_new=True)
         with pytest.raises(A2AStreamingError, match="server shutting down"):
             asyncio.run(collect(url, "3"))

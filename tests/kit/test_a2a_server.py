@@ -45,14 +45,14 @@ class Slow(kit.StreamingAgent):
 
 
 @pytest.fixture(scope="module")
-def url():
-    with kit.serve(Words()) as base:
+def url(serving):
+    with serving(Words()) as base:
         yield base
 
 
 @pytest.fixture(scope="module")
-def slow_url():
-    with kit.serve(Slow()) as base:
+def slow_url(serving):
+    with serving(Slow()) as base:
         yield base
 
 
@@ -270,8 +270,8 @@ class TaskWords(kit.TaskStreamingAgent):
 
 
 @pytest.fixture(scope="module", params=[Words, TaskWords])
-def any_agent_url(request):
-    with kit.serve(request.param()) as base:
+def any_agent_url(request, serving):
+    with serving(request.param()) as base:
         yield base
 
 

@@ -1,0 +1,315 @@
+"""The asyncio serving path: the same agents, endpoints and guarantees as serve(), on one event loop.
+
+    app = asgi_app(MyAgent())                 # an ASGI app: run it with uvicorn, hypercorn, ...
+    with serve_asgi(MyAgent()) as url:        # or in a background thread, like serve()
+
+No threads per stream: each stream is one task on the server's loop, so thousands of slow streams
+cost little. Served here: /stream (python-a2a's dialect, lossless), A2A JSON-RPC v0.3/v1.0 on POST /
+and /a2a, python-a2a's task endpoints, and the agent card (streaming_kit/rpc.py answers them all).
+python-a2a's other Flask routes stay on the WSGI path (serve(), gunicorn).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import json
+import socket
+import threading
+import weakref
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, Optional
+
+from . import patches  # noqa: F401
+from .messages import RequestProblem, _sse, chunk_text, parse_last_event_id, parse_stream_request
+from .rpc import CARD_PATHS, SSE_HEADERS, A2ARequests, Reply
+from .server import HANGUP, StreamingAgent
+from python_a2a import Message, MessageRole, TextContent
+
+Send = Callable[[dict], Awaitable[None]]
+Receive = Callable[[], Awaitable[dict]]
+_END = object()
+
+
+_OWNER: contextvars.ContextVar[Optional["_Stream"]] = contextvars.ContextVar("streaming_kit_stream", default=None)
+
+
+def _owning_task_factory(previous: Optional[Callable]) -> Callable:
+    """A task factory that notes which stream's agent made each task (context variables pass to
+    child tasks), so a stream that ends can cancel what its agent left running, as a loop of its own would."""
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task:
+        task = previous(loop, coro, **kwargs) if previous else asyncio.Task(coro, loop=loop, **kwargs)
+        owner = _OWNER.get()
+        if owner is not None and task is not owner.job:
+            owner.children.add(task)
+        return task
+    factory.streaming_kit = True
+    return factory
+
+
+class _Stream:
+    """One /stream response: the agent's generator as ONE task on the loop (context variables and
+    asyncio.timeout() hold across its yields), handing chunks over one at a time (a slow client
+    pauses the agent), stoppable from any thread (close_streams)."""
+
+    def __init__(self, agen: AsyncIterator):
+        self.loop = asyncio.get_running_loop()
+        if not getattr(self.loop.get_task_factory(), "streaming_kit", False):
+            self.loop.set_task_factory(_owning_task_factory(self.loop.get_task_factory()))
+        self.stop_reason: Optional[str] = None
+        self.handoff: asyncio.Queue = asyncio.Queue(maxsize=1)
+        self.children: weakref.WeakSet[asyncio.Task] = weakref.WeakSet()
+        self.job: Optional[asyncio.Task] = None
+        context = contextvars.copy_context()
+        context.run(_OWNER.set, self)
+        self.job = self.loop.create_task(self._run(agen), context=context)
+
+    async def _run(self, agen: AsyncIterator) -> None:
+        try:
+            async with contextlib.aclosing(agen):  # a stop closes the generator: its finally runs
+                async for chunk in agen:
+                    await self.handoff.put((True, chunk))
+            if not self.stop_reason:  # an agent that swallowed its cancellation has not finished
+                await self.handoff.put((False, _END))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            await self.handoff.put((False, exc))
+
+    def stop(self, reason: str) -> None:
+        self.stop_reason = self.stop_reason or reason
+        with contextlib.suppress(RuntimeError):
+            self.loop.call_soon_threadsafe(self.job.cancel)
+
+    async def close(self) -> None:
+        """Cancel the agent and every task it started; return once their finally blocks have run."""
+        pending = [task for task in (self.job, *self.children) if not task.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+
+
+class ASGIApp:
+    """A StreamingAgent as an ASGI 3 application."""
+
+    def __init__(self, agent: StreamingAgent):
+        self.agent = agent
+        self.requests = A2ARequests(agent)
+        self.engine = self.requests.engine
+        self.routes: dict[tuple[str, str], Callable] = {("POST", "/stream"): self._stream}
+        for path in ("/", "/a2a"):
+            self.routes[("POST", path)] = self._rpc
+        for path in ("/tasks/stream", "/a2a/tasks/stream"):
+            self.routes[("POST", path)] = self._python_a2a_stream
+        for method in ("cancel", "get"):
+            for path in (f"/tasks/{method}", f"/a2a/tasks/{method}"):
+                self.routes[("POST", path)] = self._python_a2a_task(f"tasks/{method}")
+        for path in CARD_PATHS:
+            self.routes[("GET", path)] = self._card
+
+    async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            return await self._lifespan(receive, send)
+        if scope["type"] != "http":
+            return
+        self.engine.adopt_running_loop()  # tasks run on this server's loop: no thread, no hop
+        handler = self.routes.get((scope["method"], scope["path"]))
+        if handler is None:
+            allowed = sorted(m for m, p in self.routes if p == scope["path"])
+            status, error = (405, f"{scope['method']} is not allowed here: use {', '.join(allowed)}") if allowed \
+                else (404, f"no endpoint at {scope['path']}")
+            return await _send_json(send, status, {"error": error}, {"Allow": ", ".join(allowed)} if allowed else {})
+        await handler(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.engine.adopt_running_loop()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.agent.close_streams(refuse_new=True)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # -- python-a2a's /stream
+    async def _stream(self, scope: dict, receive: Receive, send: Send) -> None:
+        try:
+            message = parse_stream_request(await self._body(receive, scope))
+            after = parse_last_event_id(_header(scope, "last-event-id"))
+        except RequestProblem as problem:
+            return await _send_json(send, problem.status, {"error": str(problem)})
+        await _send_sse(send, receive, self._agent_events(message, -1 if after is None else after))
+
+    async def _agent_events(self, message: Message, after: int) -> AsyncIterator[str]:
+        """The agent's chunks as SSE, numbered, then the lastChunk marker (or an error event)."""
+        run = _Stream(self.agent.stream_response(message))
+        self.agent._track(run)
+        getter: Optional[asyncio.Future] = None
+        index = 0
+        try:
+            while True:
+                if getter is None or getter.done():
+                    getter = asyncio.ensure_future(run.handoff.get())
+                waiting = {getter} if run.job.done() else {getter, run.job}
+                done, _ = await asyncio.wait(waiting, timeout=self.agent.keepalive_seconds,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    is_chunk, value = getter.result()
+                    if not is_chunk:
+                        if value is not _END:  # §2: the agent's error reaches the client as an error
+                            yield _sse({"error": f"{type(value).__name__}: {value}", "index": index}, "error")
+                            return
+                        break
+                    if index > after:
+                        yield _sse({"content": value, "index": index, "append": True}, event_id=index)
+                    index += 1
+                elif run.job.done() and run.handoff.empty():  # stopped: server shutting down, or hung up
+                    if run.stop_reason != HANGUP:
+                        yield _sse({"error": run.stop_reason or "stream cancelled", "index": index}, "error")
+                    return
+                elif not done:
+                    yield ": ping\n\n"
+            yield _sse({"content": "", "index": index, "append": True, "lastChunk": True}, event_id=index)
+        finally:
+            if getter is not None:
+                getter.cancel()
+            await run.close()  # the agent's finally blocks have run before the stream counts as over
+            self.agent._untrack(run)
+
+    # -- A2A JSON-RPC and python-a2a's task endpoints
+    async def _rpc(self, scope: dict, receive: Receive, send: Send) -> None:
+        body = await self._body_or_problem(receive, scope)
+        reply = await self.requests.rpc(body, _header(scope, "a2a-version"), _header(scope, "last-event-id"))
+        if reply.python_a2a:  # a python-a2a client's message: answer as python-a2a does, with the joined stream
+            reply = Reply(body=await self._python_a2a_answer(body))
+        await self._send_reply(send, receive, reply)
+
+    async def _python_a2a_stream(self, scope: dict, receive: Receive, send: Send) -> None:
+        body = await self._body_or_problem(receive, scope)
+        await self._send_reply(send, receive, await self.requests.python_a2a_stream(body, _header(scope, "last-event-id")))
+
+    def _python_a2a_task(self, method: str) -> Callable:
+        async def handler(scope: dict, receive: Receive, send: Send) -> None:
+            reply = await self.requests.python_a2a_task(await self._body_or_problem(receive, scope), method)
+            await self._send_reply(send, receive, reply)
+        return handler
+
+    async def _card(self, scope: dict, receive: Receive, send: Send) -> None:
+        host = _header(scope, "host") or "{}:{}".format(*scope["server"])
+        await _send_json(send, 200, self.requests.card(f"{scope.get('scheme', 'http')}://{host}"))
+
+    async def _python_a2a_answer(self, body: dict) -> dict:
+        message = parse_stream_request(body)
+        text = "".join([chunk_text(c) async for c in self.agent.stream_response(message)])
+        return Message(content=TextContent(text=text), role=MessageRole.AGENT, parent_message_id=message.message_id,
+                       conversation_id=message.conversation_id).to_dict()
+
+    async def _send_reply(self, send: Send, receive: Receive, reply: Reply) -> None:
+        if reply.stream is None:
+            return await _send_json(send, reply.status, reply.body, reply.headers)
+        await _send_sse(send, receive, reply.stream)
+
+    # -- bodies
+    async def _body(self, receive: Receive, scope: dict) -> Any:
+        """The request's JSON; RequestProblem 413 past max_body_bytes (also without a length), 400 if not JSON."""
+        limit = self.agent.max_body_bytes
+        declared = _header(scope, "content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise RequestProblem(413, f"request body over {limit} bytes")
+        raw = bytearray()
+        while True:
+            message = await receive()
+            raw += message.get("body", b"")
+            if len(raw) > limit:
+                raise RequestProblem(413, f"request body over {limit} bytes")
+            if not message.get("more_body"):
+                break
+        try:
+            return json.loads(raw)
+        except (ValueError, RecursionError):
+            raise RequestProblem(400, "request body is not valid JSON") from None
+
+    async def _body_or_problem(self, receive: Receive, scope: dict) -> Any:
+        try:
+            return await self._body(receive, scope)
+        except RequestProblem as problem:
+            return problem
+
+
+def _header(scope: dict, name: str) -> Optional[str]:
+    wanted = name.encode()
+    for key, value in scope["headers"]:
+        if key == wanted:
+            return value.decode("latin-1")
+    return None
+
+
+async def _send_json(send: Send, status: int, body: Any, headers: Optional[dict] = None) -> None:
+    data = json.dumps(body).encode()
+    extra = [(k.lower().encode(), str(v).encode()) for k, v in (headers or {}).items()]
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *extra]})
+    await send({"type": "http.response.body", "body": data})
+
+
+async def _send_sse(send: Send, receive: Receive, events: AsyncIterator[str]) -> None:
+    """Stream SSE text; a client that hangs up cancels the producer at once, even while it is idle."""
+    headers = [(b"content-type", b"text/event-stream; charset=utf-8")]
+    headers += [(k.lower().encode(), v.encode()) for k, v in SSE_HEADERS.items()]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b": stream open\n\n", "more_body": True})
+
+    async def pump() -> None:
+        async for text in events:
+            await send({"type": "http.response.body", "body": text.encode(), "more_body": True})
+
+    async def hangup() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    pumping, listening = asyncio.ensure_future(pump()), asyncio.ensure_future(hangup())
+    try:
+        done, _ = await asyncio.wait({pumping, listening}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for job in (pumping, listening):
+            job.cancel()
+        with contextlib.suppress(asyncio.CancelledError, OSError):
+            await pumping
+        await events.aclose()
+    if pumping in done and pumping.exception() is None:
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def asgi_app(agent: StreamingAgent) -> ASGIApp:
+    """The agent as an ASGI app (uvicorn, hypercorn): uvicorn 'module:app' with app = asgi_app(Agent())."""
+    return ASGIApp(agent)
+
+
+@contextlib.contextmanager
+def serve_asgi(agent: StreamingAgent, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Like serve(), on uvicorn in a background thread: yields the base URL; port 0 picks a free port."""
+    import uvicorn
+    listener = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET,
+                                    backlog=2048)
+    url = f"http://[{host}]:{listener.getsockname()[1]}" if ":" in host else f"http://{host}:{listener.getsockname()[1]}"
+    if hasattr(agent, "agent_card"):
+        agent.agent_card.url = url
+    agent._refuse_reason = None  # an agent served again accepts streams again
+    config = uvicorn.Config(asgi_app(agent), log_config=None, log_level="warning", access_log=False,
+                            lifespan="on", timeout_keep_alive=5)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[listener])),
+                              name=f"serve_asgi {url}", daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            if not thread.is_alive():
+                raise RuntimeError(f"uvicorn did not start on {url}")
+            thread.join(0.01)
+        yield url
+    finally:
+        agent.close_streams(refuse_new=True)
+        server.should_exit = True
+        thread.join(timeout=10)
+        listener.close()
