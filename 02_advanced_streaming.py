@@ -158,7 +158,8 @@ class StreamMetrics:
         gaps, chars, seconds = self.gaps, sum(self.sizes), self.duration
         return {"chunks": len(self.sizes), "chars": chars, "first_chunk_s": self.times[0] if self.times else None,
                 "total_s": seconds, "gap_mean_s": statistics.fmean(gaps) if gaps else None,
-                "gap_p50_s": percentile(gaps, 50), "gap_p95_s": percentile(gaps, 95), "gap_max_s": max(gaps, default=None),
+                "gap_p50_s": percentile(gaps, 50), "gap_p95_s": percentile(gaps, 95),
+                "gap_max_s": max(gaps, default=None),
                 "chunks_per_s": len(self.sizes) / seconds if seconds > 0 else None,
                 "chars_per_s": chars / seconds if seconds > 0 else None, "size_min": min(self.sizes, default=None),
                 "size_p50": percentile(self.sizes, 50), "size_max": max(self.sizes, default=None)}

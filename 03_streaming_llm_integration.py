@@ -391,7 +391,8 @@ class LLMBridgeAgent(StreamingAgent):
     def read_options(self, message) -> tuple[list[str], dict[str, str], float]:
         """The request's metadata options, validated: providers, faults, stall limit."""
         options = getattr(message.metadata, "custom_fields", None) or {}
-        providers, faults = options.get("providers") or list(PROVIDERS), check_faults(options.get("faults") or {}, PROVIDERS)
+        providers = options.get("providers") or list(PROVIDERS)
+        faults = check_faults(options.get("faults") or {}, PROVIDERS)  # simulated failures, for the demo
         stall = options.get("stall_seconds", self.stall_seconds)  # 0 is a bad value, not "unset"
         if not isinstance(providers, list):
             raise ValueError('"providers" must be a list of names')
@@ -447,7 +448,8 @@ async def ask(url: str, scenario: str, **options: Any) -> Outcome:
     outcome, started = Outcome(scenario), time.monotonic()
     print(paint(f"\n== {scenario}", "cyan"))
     try:
-        async for chunk in StrictStreamingClient(url, timeout=30).stream_response(text_message(PROMPT, metadata=options)):
+        request = text_message(PROMPT, metadata=options)  # the options ride in the A2A message's metadata
+        async for chunk in StrictStreamingClient(url, timeout=30).stream_response(request):
             if isinstance(content := chunk.get("content"), dict) and "summary" in content:
                 outcome.summary = content["summary"]  # the agent's last chunk: data, not text
                 continue

@@ -172,7 +172,8 @@ def demo_parser(description: str, default_port: int, script: Optional[str] = Non
     """
     script = script or os.path.basename(sys.argv[0])
     parser = DemoParser(
-        script=script, description=description.strip().split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+        script=script, description=description.strip().split("\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=f"examples:\n  python {script} --fast\n  python {script} --serve        "
                f"# then, in another terminal:\n  python {script} --url http://127.0.0.1:{default_port}")
     parser.add_argument("--fast", action="store_true", help="no simulated delays (tests, CI)")
