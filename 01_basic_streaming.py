@@ -1,9 +1,14 @@
 """Streaming basics: a thinking pause, natural chunks, and streamed vs. not streamed.
 
-You will see the agent "think" for a moment, then its answer arrive clause by clause.
-The same question is then asked without streaming: nothing shows until the whole answer
-is ready. A table compares the two (time to first visible text, total time) and checks
-that both ways returned exactly the same text.
+You will see the agent "think" for a moment, then its answer arrive clause by clause. The same
+question is then asked without streaming: nothing shows until the whole answer is ready. A table
+compares the two (time to first visible text, total time); the verdict checks both ways returned
+exactly the same text.
+1. the agent pauses before its first chunk, as an LLM does before its first token;
+2. it streams its answer one clause at a time (clauses() splits after , ; : . ! ?);
+3. the client prints each clause as it arrives;
+4. the client asks again without streaming: one request, one whole answer;
+5. both answers must be identical (exit 1 if not).
 
     python 01_basic_streaming.py              # the whole demo in one process
     python 01_basic_streaming.py --fast       # no simulated delays
@@ -14,10 +19,8 @@ import re
 import sys
 import time
 
-from tqdm import tqdm
-
 from streaming_kit import StreamingAgent, StrictStreamingClient, chunk_text, message_text
-from examples_support import demo_parser, paint, print_table, run_demo
+from examples_support import demo_parser, paint, print_table, run_demo, spinner
 
 DEFAULT_PORT = 8101
 QUESTION = "How does streaming between agents work?"
@@ -30,6 +33,7 @@ ANSWER = (
 )
 
 
+# --8<-- [start:agent]
 def clauses(text: str) -> list[str]:
     """Split text after each , ; : . ! or ? (with the spaces that follow); joining gives text back."""
     return re.findall(r".+?(?:[,;:.!?]+\s*|$)", text, flags=re.DOTALL)
@@ -44,20 +48,21 @@ class ExplainerAgent(StreamingAgent):
         self.chars_per_second = chars_per_second
 
     async def stream_response(self, message):
-        await asyncio.sleep(self.thinking_seconds)  # time before the first token, as with an LLM
-        for clause in clauses(ANSWER):
+        await asyncio.sleep(self.thinking_seconds)  # 1. time before the first token, as with an LLM
+        for clause in clauses(ANSWER):  # 2. one chunk per clause
             if self.chars_per_second:
                 await asyncio.sleep(len(clause) / self.chars_per_second)  # generation time
             yield clause
+# --8<-- [end:agent]
 
 
+# --8<-- [start:client]
 async def ask_streaming(client: StrictStreamingClient, question: str) -> dict:
     """Print the answer as it streams in; return its text and timings."""
     print(paint("Streamed answer:", "cyan"))
-    started = time.perf_counter()
-    first_text_at, pieces = None, []
+    started, first_text_at, pieces = time.perf_counter(), None, []
     try:
-        async for chunk in client.stream_response(question):
+        async for chunk in client.stream_response(question):  # 3. each clause, as soon as it is sent
             first_text_at = first_text_at or time.perf_counter()
             pieces.append(chunk_text(chunk))
             print(pieces[-1], end="", flush=True)
@@ -71,16 +76,12 @@ async def ask_whole(client: StrictStreamingClient, question: str) -> dict:
     """Ask without streaming: nothing to show until the full answer is back."""
     print(paint("Same question, not streamed:", "cyan"))
     started = time.perf_counter()
-    with tqdm(desc="waiting for the whole answer", bar_format="{desc}: {elapsed}",
-              disable=not sys.stderr.isatty(), leave=False) as waiting:
-        request = asyncio.ensure_future(client.send_message_async(question))
-        while not request.done():
-            await asyncio.wait({request}, timeout=0.1)
-            waiting.refresh()
-    text = message_text(request.result())
+    async with spinner("waiting for the whole answer"):  # ticks on a terminal, so the wait is visible
+        reply = await client.send_message_async(question)  # 4. one request, one whole answer
     elapsed = time.perf_counter() - started
-    print(text + "\n")
-    return {"text": text, "chunks": 1, "first": elapsed, "total": elapsed}
+    print(message_text(reply) + "\n")
+    return {"text": message_text(reply), "chunks": 1, "first": elapsed, "total": elapsed}
+# --8<-- [end:client]
 
 
 async def compare(url: str) -> int:
@@ -88,20 +89,19 @@ async def compare(url: str) -> int:
     print(f"Q: {QUESTION}\n")
     streamed = await ask_streaming(client, QUESTION)
     whole = await ask_whole(client, QUESTION)
-    identical = streamed["text"] == whole["text"] and streamed["text"] != ""
     rows = [[name, run["chunks"], len(run["text"]), f"{run['first']:.2f} s", f"{run['total']:.2f} s"]
             for name, run in (("streamed", streamed), ("not streamed", whole))]
     print_table(["mode", "chunks", "characters", "first text after", "total"], rows)
+    identical = streamed["text"] == whole["text"] != ""  # 5. the one check
     verdict = "identical text both ways" if identical else "the two answers differ"
     print("\n" + paint(f"Verdict: {verdict}", "green" if identical else "red"))
     return 0 if identical else 1
 
 
 def main(argv=None) -> int:
-    args = demo_parser("Streaming basics: thinking pause, clause chunks, streamed vs. not streamed.",
-                       DEFAULT_PORT).parse_args(argv)
+    args = demo_parser(__doc__, DEFAULT_PORT).parse_args(argv)
     make_agent = (lambda: ExplainerAgent(0, 0)) if args.fast else ExplainerAgent
-    return run_demo(args, make_agent, compare)
+    return run_demo(args, make_agent, compare, own_agent_only=True)
 
 
 if __name__ == "__main__":

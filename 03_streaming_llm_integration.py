@@ -1,96 +1,74 @@
 """03 - Bridge LLM provider streams (OpenAI, Anthropic, Bedrock) into one A2A stream.
 
-What you'll see (offline, no keys needed):
-  1. one clean run per provider: a simulated OpenAI, Anthropic and Bedrock stream, each in
-     that provider's own event shapes, turned into plain text by a small adapter;
-  2. the transform pipeline at work on every answer: an e-mail address and an API key that the
-     model streamed in pieces arrive as "[redacted ...]", and stray blank lines are tidied;
-  3. a fallback: the first provider fails before its first token, the second stalls, the third
-     answers - the client gets that answer once, with no text from the failed attempts;
-  4. a provider that fails mid-stream: the A2A stream ends with an error event and the client
-     shows every word written so far, marked partial (only an unfinished word that could be the
-     start of a secret is withheld, and the error says so);
-  5. a per-provider table: tokens, time to first token, tokens/s, stop reason, verdict.
+Offline by default (simulated providers in each one's own event shapes, no keys). You will see:
+  1. a small adapter per provider turn its events into text plus a common summary (stop reason, tokens);
+  2. a transform pipeline on every answer: an e-mail address and an API key streamed in pieces arrive
+     as "[redacted ...]", the answer stops at a stop sequence, blank lines are tidied, chunks are words;
+  3. fallback: the first provider fails before its first token, the second stalls, the third answers,
+     once, with no text from the failed attempts;
+  4. a provider failing mid-stream: the A2A stream ends with an error event, the client shows the words
+     so far marked partial;
+  5. a table per scenario, then one verdict (exit 1 if a promise was broken).
 
-Real mode: `--provider openai` (or anthropic, bedrock; repeatable) sends that provider's runs to
-the real API through its official SDK (OPENAI_API_KEY, ANTHROPIC_API_KEY, AWS credentials and
-region; the SDKs honour OPENAI_BASE_URL / ANTHROPIC_BASE_URL). Providers you do not name stay
-simulated, so the failure scenarios still run on them. Only --provider switches to real mode:
-credentials in your environment alone never send a run to the network (or cost money), so the
-plain command stays offline whatever keys you have set. A missing SDK, key or region is a usage
-error (exit 2), and so is --provider with --url (the agent then runs elsewhere: give --provider
-to its --serve).
+    python 03_streaming_llm_integration.py --fast
+    python 03_streaming_llm_integration.py --provider openai --provider anthropic   # the real APIs
 
-Callers steer a request with the A2A message's metadata (all optional): "providers" (the
-fallback order), "faults" (simulated providers only: {"openai": "error_mid_stream"}) and
-"stall_seconds" (may only tighten the server's --stall-seconds).
+--provider (repeatable) sends that provider's runs to its real API through the official SDK
+(OPENAI_API_KEY, ANTHROPIC_API_KEY, AWS credentials and region; OPENAI_BASE_URL, ANTHROPIC_BASE_URL,
+AWS_ENDPOINT_URL_BEDROCK_RUNTIME redirect them); credentials alone never send anything out.
+Request metadata (optional): "providers" (the fallback order), "stall_seconds" (only tightens the
+server's --stall-seconds), "faults" (simulated providers only: {"openai": "error_mid_stream"}).
 """
 from __future__ import annotations
 
 import asyncio
 import importlib
 import os
-import random
 import re
 import sys
 import threading
 import time
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from importlib.util import find_spec
 from typing import Any, AsyncIterator, Callable, Iterable, Optional
 
-import streaming_kit  # noqa: F401  (first: keeps `import python_a2a` fast)
-from python_a2a import A2AStreamingError, Message
-from streaming_kit import StreamingAgent, StrictStreamingClient, chunk_text, message_text, quiet, text_message
-from examples_support import demo_parser, paint, print_table, run_demo, seconds_arg
+from streaming_kit import (A2AStreamingError, StreamingAgent, StrictStreamingClient, chunk_text, message_text, quiet,
+                           text_message)
+from examples_support import demo_parser, llm_report, output_file, paint, run_demo, seconds_arg
+from examples_support.llm_simulators import SDK_MODULES, Pace, cannot_use_real, check_faults, simulate
 
 DEFAULT_PORT = 8103
 PROVIDERS = ("openai", "anthropic", "bedrock")
-MODELS = {  # override with OPENAI_MODEL, ANTHROPIC_MODEL, BEDROCK_MODEL_ID
-    "openai": os.environ.get("OPENAI_MODEL", "gpt-4o-mini"),
-    "anthropic": os.environ.get("ANTHROPIC_MODEL", "claude-3-5-haiku-latest"),
-    "bedrock": os.environ.get("BEDROCK_MODEL_ID", "anthropic.claude-3-haiku-20240307-v1:0"),
-}
+MODELS = {"openai": os.environ.get("OPENAI_MODEL", "gpt-4o-mini"),
+          "anthropic": os.environ.get("ANTHROPIC_MODEL", "claude-3-5-haiku-latest"),
+          "bedrock": os.environ.get("BEDROCK_MODEL_ID", "anthropic.claude-3-haiku-20240307-v1:0")}
 PROMPT = "Why stream an LLM answer to another agent instead of sending it in one piece?"
 
 
+# --8<-- [start:adapters]
 class ProviderError(Exception):
-    """The provider reported a failure inside its stream (an error or exception event)."""
+    """The provider failed (an error event, a stream cut off, a stall) before the answer was complete."""
+
+    notes: list[str]  # what transforms did with text they held when the stream broke
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.notes = []
+
+    def __str__(self) -> str:
+        return "; ".join([super().__str__(), *self.notes])
 
 
 class ProviderStalled(ProviderError):
     """The provider sent nothing for longer than the stall limit."""
 
 
-class ProviderStreamError(Exception):
-    """A provider failed after its first token: the answer so far is partial.
-
-    Transforms that held text back when the stream broke add a note saying what they did with it.
-    """
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.notes: list[str] = []
-
-    def __str__(self) -> str:
-        return "; ".join([super().__str__(), *self.notes])
-
-
-class AllProvidersFailed(Exception):
-    """Every provider in the chain failed before its first token."""
-
-
-# ---------------------------------------------------------------- 1. a common summary of a provider stream
-# Each provider names its stop reasons differently; the A2A side sees one vocabulary.
-COMMON_STOP_REASONS = {
-    "stop": "end", "end_turn": "end",                                   # finished normally
-    "length": "max_tokens", "max_tokens": "max_tokens", "model_context_window_exceeded": "max_tokens",
-    "stop_sequence": "stop_sequence",
-    "tool_calls": "tool_use", "function_call": "tool_use", "tool_use": "tool_use",
-    "content_filter": "content_filter", "content_filtered": "content_filter",
-    "guardrail_intervened": "content_filter", "refusal": "refusal",
-}
+# 1. Each provider names its stop reasons differently; the A2A side sees one vocabulary.
+COMMON_STOP_REASONS = {"stop": "end", "end_turn": "end", "length": "max_tokens", "max_tokens": "max_tokens",
+                       "model_context_window_exceeded": "max_tokens", "stop_sequence": "stop_sequence",
+                       "tool_calls": "tool_use", "function_call": "tool_use", "tool_use": "tool_use",
+                       "content_filter": "content_filter", "content_filtered": "content_filter",
+                       "guardrail_intervened": "content_filter", "refusal": "refusal"}
 
 
 @dataclass
@@ -105,240 +83,113 @@ class ProviderRun:
     text_events: int = 0
     started: float = field(default_factory=time.monotonic)
     first_token: Optional[float] = None
-    ended: Optional[float] = None
-
-    def record_stop(self, raw_stop_reason: Optional[str]) -> None:
-        if raw_stop_reason:
-            self.raw_stop_reason = str(raw_stop_reason)
 
     def summary(self) -> dict:
-        """The run as JSON-ready data; output_tokens falls back to counted text events."""
+        """JSON-ready; output_tokens falls back to the counted text events."""
         tokens = self.output_tokens if self.output_tokens is not None else self.text_events
-        streaming = (self.ended or time.monotonic()) - (self.first_token or self.started)
+        streaming = time.monotonic() - (self.first_token or self.started)
+        first_ms = None if self.first_token is None else round((self.first_token - self.started) * 1000)
         return {"provider": self.provider, "model": self.model, "simulated": self.simulated,
                 "stop_reason": COMMON_STOP_REASONS.get(self.raw_stop_reason, self.raw_stop_reason or "unknown"),
-                "raw_stop_reason": self.raw_stop_reason, "input_tokens": self.input_tokens,
-                "output_tokens": tokens,
-                "first_token_ms": None if self.first_token is None else round((self.first_token - self.started) * 1000),
-                "tokens_per_s": round(tokens / streaming, 1) if streaming > 0 else None}
+                "raw_stop_reason": self.raw_stop_reason, "input_tokens": self.input_tokens, "output_tokens": tokens,
+                "first_token_ms": first_ms, "tokens_per_s": round(tokens / streaming, 1) if streaming > 0 else None}
 
 
 def field_of(obj: Any, name: str, default: Any = None) -> Any:
     """obj[name] for dicts, obj.name for SDK objects: adapters accept both shapes."""
-    if obj is None:
-        return default
-    if isinstance(obj, dict):
-        return obj.get(name, default)
-    return getattr(obj, name, default)
+    return default if obj is None else obj.get(name, default) if isinstance(obj, dict) else getattr(obj, name, default)
 
 
 async def each_event(events: Any) -> AsyncIterator[Any]:
-    """Iterate an async stream, a list, or a blocking iterator (boto3) without blocking the loop."""
+    """Iterate an async stream, or a blocking iterator (boto3) in a thread, without blocking the loop."""
     if hasattr(events, "__aiter__"):
         async for event in events:
             yield event
-    elif isinstance(events, (list, tuple)):
-        for event in events:
-            yield event
-    else:
-        iterator, done = iter(events), object()
-        while (event := await asyncio.to_thread(next, iterator, done)) is not done:
-            yield event
+        return
+    iterator, done = iter(events), object()
+    while (event := await asyncio.to_thread(next, iterator, done)) is not done:
+        yield event
 
 
-# ---------------------------------------------------------------- 2. one adapter per provider
 async def openai_text(chunks: Any, run: ProviderRun) -> AsyncIterator[str]:
-    """OpenAI Chat Completions chunks -> text. Usage comes in a last chunk with `choices: []`.
-
-    A model that declines streams its explanation in `delta.refusal` instead of `delta.content`
-    (and still finishes with "stop"): we forward that text and report the stop reason "refusal".
-    """
+    """OpenAI Chat Completions chunks -> text. Usage comes in a last chunk with `choices: []`. A model
+    that declines streams `delta.refusal` instead of `delta.content`: forwarded, stop reason "refusal"."""
     refused = False
     async for chunk in each_event(chunks):
-        if field_of(chunk, "error"):  # the SDK raises on this itself; raw dicts carry it
-            error = field_of(chunk, "error")
+        if error := field_of(chunk, "error"):  # the SDK raises on this itself; raw dicts carry it
             raise ProviderError(f"{field_of(error, 'type', 'error')}: {field_of(error, 'message', error)}")
         if usage := field_of(chunk, "usage"):
-            run.input_tokens = field_of(usage, "prompt_tokens")
-            run.output_tokens = field_of(usage, "completion_tokens")
+            run.input_tokens, run.output_tokens = field_of(usage, "prompt_tokens"), field_of(usage, "completion_tokens")
         for choice in field_of(chunk, "choices") or []:
             if field_of(choice, "index", 0) != 0:  # n > 1: stream the first choice only
                 continue
-            delta = field_of(choice, "delta")
-            if refusal := field_of(delta, "refusal"):
-                refused = True
-                run.text_events += 1
-                yield refusal
-            if text := field_of(delta, "content"):
-                run.text_events += 1
-                yield text
-            run.record_stop(field_of(choice, "finish_reason"))
+            for kind in ("refusal", "content"):
+                if text := field_of(field_of(choice, "delta"), kind):
+                    refused, run.text_events = refused or kind == "refusal", run.text_events + 1
+                    yield text
+            run.raw_stop_reason = field_of(choice, "finish_reason") or run.raw_stop_reason
     if not run.raw_stop_reason:
         raise ProviderError("OpenAI stream ended without a finish_reason: it was cut off")
-    if refused:
-        run.record_stop("refusal")
+    run.raw_stop_reason = "refusal" if refused else run.raw_stop_reason
 
 
 async def anthropic_text(events: Any, run: ProviderRun) -> AsyncIterator[str]:
-    """Anthropic Messages events -> text. Only `text_delta` carries answer text."""
+    """Anthropic Messages events -> text. Only `text_delta` carries answer text (not thinking or tool JSON)."""
     finished = False
     async for event in each_event(events):
         kind = field_of(event, "type")
         if kind == "message_start":
-            usage = field_of(field_of(event, "message"), "usage")
-            run.input_tokens = field_of(usage, "input_tokens")
-        elif kind == "content_block_delta":
-            delta = field_of(event, "delta")
-            if field_of(delta, "type") == "text_delta":  # not input_json / thinking / signature
-                run.text_events += 1
-                yield field_of(delta, "text")
+            run.input_tokens = field_of(field_of(field_of(event, "message"), "usage"), "input_tokens")
+        elif kind == "content_block_delta" and field_of(field_of(event, "delta"), "type") == "text_delta":
+            run.text_events += 1
+            yield field_of(field_of(event, "delta"), "text")
         elif kind == "message_delta":
-            run.record_stop(field_of(field_of(event, "delta"), "stop_reason"))
+            run.raw_stop_reason = field_of(field_of(event, "delta"), "stop_reason") or run.raw_stop_reason
             run.output_tokens = field_of(field_of(event, "usage"), "output_tokens", run.output_tokens)
         elif kind == "message_stop":
             finished = True
         elif kind == "error":  # the SDK raises on this itself; raw dicts carry it
             error = field_of(event, "error")
             raise ProviderError(f"{field_of(error, 'type')}: {field_of(error, 'message')}")
-        # ping, content_block_start, content_block_stop: nothing to forward
     if not finished:
         raise ProviderError("Anthropic stream ended without message_stop: it was cut off")
 
 
 async def bedrock_text(events: Any, run: ProviderRun) -> AsyncIterator[str]:
-    """Bedrock ConverseStream events (dicts with one key each) -> text."""
+    """Bedrock ConverseStream events (dicts with one key each) -> text; usage arrives after messageStop."""
     finished = False
     async for event in each_event(events):
         for kind, body in event.items():
             if kind.endswith("Exception"):  # throttlingException, modelStreamErrorException, ...
                 raise ProviderError(f"{kind}: {field_of(body, 'message', body)}")
-            if kind == "contentBlockDelta":
-                if text := field_of(field_of(body, "delta"), "text"):  # not toolUse / reasoningContent
-                    run.text_events += 1
-                    yield text
+            if kind == "contentBlockDelta" and (text := field_of(field_of(body, "delta"), "text")):
+                run.text_events += 1
+                yield text
             elif kind == "messageStop":
-                run.record_stop(field_of(body, "stopReason"))
-                finished = True
-            elif kind == "metadata":  # arrives after messageStop
+                run.raw_stop_reason, finished = field_of(body, "stopReason") or "", True
+            elif kind == "metadata":
                 usage = field_of(body, "usage")
-                run.input_tokens = field_of(usage, "inputTokens")
-                run.output_tokens = field_of(usage, "outputTokens")
+                run.input_tokens, run.output_tokens = field_of(usage, "inputTokens"), field_of(usage, "outputTokens")
     if not finished:
         raise ProviderError("Bedrock stream ended without messageStop: it was cut off")
 
 
 ADAPTERS = {"openai": openai_text, "anthropic": anthropic_text, "bedrock": bedrock_text}
+# --8<-- [end:adapters]
 
 
-# ---------------------------------------------------------------- 3. simulated providers (offline default)
-@dataclass
-class Pace:
-    """Simulated latency: time to first token, then per token (both 0 with --fast)."""
-    first_token: float = 0.4
-    per_token: float = 0.03
-
-    async def wait(self, seconds: float) -> None:
-        if seconds > 0:
-            await asyncio.sleep(seconds * random.uniform(0.6, 1.4))
-
-
-FAULTS = ("error_before_first_token", "stall", "error_mid_stream")
-
-
-def simulated_tokens(prompt: str, model: str) -> list[str]:
-    """A deterministic answer split into word pieces, the way a tokenizer splits text."""
-    answer = (f"{model} (simulated) on: {prompt}\n\n\n\n"
-              "Streaming lets the calling agent show the first words at once and act on the rest "
-              "as it arrives, instead of waiting for the whole answer.   \n"
-              "Questions go to ops-team@example.com; the old key sk-demo-3f9a8b7c6d5e4f3a2b1c was "
-              "rotated. Both leave this agent redacted.\n")
-    return re.findall(r" ?\w{1,4}|\s+|[^\w\s]", answer)
-
-
-def openai_events(model: str, tokens: list[str], prompt_tokens: int) -> tuple[list, Any]:
-    """The chunks OpenAI streams with stream_options={"include_usage": True}, and its error shape."""
-    def chunk(delta: dict, finish: Optional[str] = None) -> dict:
-        return {"id": "chatcmpl-sim", "object": "chat.completion.chunk", "created": int(time.time()),
-                "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
-                "usage": None}
-    usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(tokens),
-             "total_tokens": prompt_tokens + len(tokens)}
-    events = ([chunk({"role": "assistant", "content": ""})] + [chunk({"content": t}) for t in tokens]
-              + [chunk({}, "stop"), {**chunk({}), "choices": [], "usage": usage}])
-    error = {"error": {"type": "server_error", "message": "The server had an error while processing your request."}}
-    return events, error
-
-
-def anthropic_events(model: str, tokens: list[str], prompt_tokens: int) -> tuple[list, Any]:
-    """The named SSE events of an Anthropic Messages stream, and its error event."""
-    start = {"type": "message_start", "message": {
-        "id": "msg_sim", "type": "message", "role": "assistant", "model": model, "content": [],
-        "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": prompt_tokens, "output_tokens": 1}}}
-    events = ([start, {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-               {"type": "ping"}]
-              + [{"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": t}}
-                 for t in tokens]
-              + [{"type": "content_block_stop", "index": 0},
-                 {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                  "usage": {"output_tokens": len(tokens)}},
-                 {"type": "message_stop"}])
-    return events, {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}
-
-
-def bedrock_events(model: str, tokens: list[str], prompt_tokens: int) -> tuple[list, Any]:
-    """The events boto3's converse_stream yields, and a throttling exception event."""
-    usage = {"inputTokens": prompt_tokens, "outputTokens": len(tokens), "totalTokens": prompt_tokens + len(tokens)}
-    events = ([{"messageStart": {"role": "assistant"}}]
-              + [{"contentBlockDelta": {"delta": {"text": t}, "contentBlockIndex": 0}} for t in tokens]
-              + [{"contentBlockStop": {"contentBlockIndex": 0}}, {"messageStop": {"stopReason": "end_turn"}},
-                 {"metadata": {"usage": usage, "metrics": {"latencyMs": 400}}}])
-    return events, {"throttlingException": {"message": "Too many requests, please wait before trying again."}}
-
-
-SIMULATED_EVENTS = {"openai": openai_events, "anthropic": anthropic_events, "bedrock": bedrock_events}
-
-
-def is_text_event(event: dict) -> bool:
-    """True for the events that carry answer text, in any of the three shapes."""
-    return bool(field_of(field_of(event, "delta"), "text") or "contentBlockDelta" in event
-                or any(field_of(field_of(c, "delta"), "content") for c in event.get("choices") or []))
-
-
-async def simulate(provider: str, prompt: str, pace: Pace, fault: Optional[str] = None) -> AsyncIterator[dict]:
-    """Play a provider's event sequence with realistic pacing, optionally failing on purpose."""
-    tokens = simulated_tokens(prompt, MODELS[provider])
-    events, error_event = SIMULATED_EVENTS[provider](MODELS[provider], tokens, len(prompt.split()))
-    text_positions = [i for i, event in enumerate(events) if is_text_event(event)]
-    fail_at = {"error_before_first_token": text_positions[0], "stall": text_positions[0],
-               "error_mid_stream": text_positions[len(text_positions) // 2]}.get(fault)
-    await pace.wait(pace.first_token)
-    for position, event in enumerate(events):
-        if position == fail_at:
-            if fault == "stall":
-                await asyncio.Event().wait()  # never set: only the stall limit ends this
-            yield error_event
-            return
-        if position in text_positions[1:]:
-            await pace.wait(pace.per_token)
-        yield event
-
-
-# ---------------------------------------------------------------- 4. real providers (optional SDKs, lazy imports)
-# Each takes the stall limit too: an SDK that reads in a thread (boto3) cannot be interrupted by
-# asyncio, so its own socket timeout must be no longer than our stall limit.
+# --8<-- [start:providers]
+# Each takes the stall limit: boto3 reads in a thread asyncio cannot interrupt, so its socket timeout must match.
 async def real_openai_events(prompt: str, stall_seconds: float = 10.0) -> AsyncIterator[Any]:
-    """ChatCompletionChunk objects from the real API (or any OPENAI_BASE_URL)."""
     import openai  # imported here: the offline demo never pays for it
-    async with openai.AsyncOpenAI(max_retries=0) as client:  # the fallback chain is our retry policy
-        stream = await client.chat.completions.create(
-            model=MODELS["openai"], messages=[{"role": "user", "content": prompt}],
-            stream=True, stream_options={"include_usage": True})
+    async with openai.AsyncOpenAI(max_retries=0) as client:  # the fallback chain is the retry policy
+        stream = await client.chat.completions.create(model=MODELS["openai"], stream=True, messages=[
+            {"role": "user", "content": prompt}], stream_options={"include_usage": True})
         async for chunk in stream:
             yield chunk
 
 
 async def real_anthropic_events(prompt: str, stall_seconds: float = 10.0) -> AsyncIterator[Any]:
-    """RawMessageStreamEvent objects from the real API (or any ANTHROPIC_BASE_URL)."""
     import anthropic
     async with anthropic.AsyncAnthropic(max_retries=0) as client:
         stream = await client.messages.create(model=MODELS["anthropic"], max_tokens=512, stream=True,
@@ -348,68 +199,33 @@ async def real_anthropic_events(prompt: str, stall_seconds: float = 10.0) -> Asy
 
 
 async def real_bedrock_events(prompt: str, stall_seconds: float = 10.0) -> AsyncIterator[Any]:
-    """The event dicts of boto3's converse_stream (a blocking iterator, read in a worker thread)."""
     import boto3
     from botocore.config import Config
-    # read_timeout: the worker thread's socket read gives up once we have given up on it (botocore's
-    # default is 60 s). total_max_attempts=1: no retries, like max_retries=0 above.
-    config = Config(read_timeout=stall_seconds, retries={"total_max_attempts": 1})
+    config = Config(read_timeout=stall_seconds, retries={"total_max_attempts": 1})  # no retries, as above
     client = boto3.client("bedrock-runtime", config=config)
     response = await asyncio.to_thread(client.converse_stream, modelId=MODELS["bedrock"],
                                        messages=[{"role": "user", "content": [{"text": prompt}]}])
-    stream = response["stream"]
     try:
-        async for event in each_event(stream):
+        async for event in each_event(response["stream"]):
             yield event
-    finally:
-        # A hang-up or stall stops the download too. close() waits for the worker thread's pending
-        # read, so it must not run on the event loop: that would freeze the fallback until the read ends.
-        threading.Thread(target=stream.close, name="close bedrock stream", daemon=True).start()
+    finally:  # close() waits for the worker's pending read: never on the event loop, or the fallback freezes
+        threading.Thread(target=response["stream"].close, name="close bedrock stream", daemon=True).start()
 
 
-SDK_MODULES = {"openai": "openai", "anthropic": "anthropic", "bedrock": "boto3"}
 REAL_EVENTS = {"openai": real_openai_events, "anthropic": real_anthropic_events, "bedrock": real_bedrock_events}
+# --8<-- [end:providers]
 
 
-def cannot_use_real(provider: str) -> Optional[str]:
-    """Why real mode cannot run for this provider (SDK, credentials, region), or None when it can.
-
-    Checked when the arguments are parsed, so a missing piece is a clear usage error (exit 2)
-    instead of a traceback in the middle of the demo.
-    """
-    if find_spec(SDK_MODULES[provider]) is None:
-        return f"the {SDK_MODULES[provider]} SDK is not installed: pip install {SDK_MODULES[provider]}"
-    if provider == "openai" and not os.environ.get("OPENAI_API_KEY"):
-        return "set OPENAI_API_KEY"
-    if provider == "anthropic" and not os.environ.get("ANTHROPIC_API_KEY"):
-        return "set ANTHROPIC_API_KEY"
-    if provider == "bedrock":
-        import boto3
-        session = boto3.Session()
-        if session.get_credentials() is None:
-            return "configure AWS credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile)"
-        if not session.region_name:
-            return "set AWS_REGION (or AWS_DEFAULT_REGION, or a region in your AWS profile)"
-    return None
-
-
-# ---------------------------------------------------------------- 5. the transform pipeline
-# Each transform takes the token stream and returns a new one. Tokens split text anywhere, so a
-# transform that looks for a pattern holds back the tail that could still become a match.
-# When the provider fails mid-stream, each transform releases what it holds before passing the
-# error on: the client gets every word the model wrote (the redactor's exception is explained below).
-SECRET_CHARS = "A-Za-z0-9_.+@-"  # every secret below is made of these ASCII characters only
-SECRETS = (
-    # No word boundaries: a key glued to a word ("tokensk-...") must not slip through;
-    # redacting a harmless look-alike is the cheaper mistake.
-    (re.compile(r"sk-[A-Za-z0-9_-]{16,}"), "[redacted key]"),          # OpenAI/Anthropic-style keys
-    (re.compile(r"AKIA[0-9A-Z]{16}"), "[redacted key]"),               # AWS access key ids
-    (re.compile(r"[A-Za-z0-9_.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"), "[redacted email]"),
-)
-LAST_NON_SECRET_CHAR = re.compile(f"[^{SECRET_CHARS}][{SECRET_CHARS}]*\\Z")
-SECRET_START = re.compile(r"sk-|AKIA|@")  # an unfinished word with one of these may be a secret's first half
-MAX_HELD_CHARS = 400  # a run of secret characters longer than this is released (secrets are shorter)
-MAX_WORD_CHARS = 24   # whole_words releases a longer run without spaces (Chinese, Japanese, a URL)
+# --8<-- [start:transforms]
+# 2. Each transform takes the token stream and returns a new one. Tokens split text anywhere, so a
+# transform looking for a pattern holds back the tail that could still become one. When the provider
+# fails mid-stream, each releases what it holds before passing the error on.
+SECRETS = (  # no word boundaries: a key glued to a word must not slip through
+    (re.compile(r"sk-[A-Za-z0-9_-]{16,}"), "[redacted key]"), (re.compile(r"AKIA[0-9A-Z]{16}"), "[redacted key]"),
+    (re.compile(r"[A-Za-z0-9_.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"), "[redacted email]"))
+LAST_NON_SECRET_CHAR = re.compile(r"[^A-Za-z0-9_.+@-][A-Za-z0-9_.+@-]*\Z")  # secrets use these characters only
+SECRET_START = re.compile(r"sk-|AKIA|@")  # an unfinished word holding one of these may be half a secret
+MAX_HELD_CHARS, MAX_WORD_CHARS = 400, 24  # a longer run is released anyway (no secret is that long; Chinese)
 
 
 def redact(text: str) -> str:
@@ -419,23 +235,16 @@ def redact(text: str) -> str:
 
 
 async def redact_secrets(tokens: AsyncIterator[str]) -> AsyncIterator[str]:
-    """Replace keys and e-mail addresses, even when the model streams them in pieces.
-
-    A secret cannot contain a space, a bracket, a Chinese character ... (anything outside
-    SECRET_CHARS), so text up to the last such character is final; the run after it is held
-    back until it is complete. If the provider fails mid-stream, that held run is released
-    redacted - unless it contains the start of a secret ("sk-", "AKIA", "@"): half a key is
-    still a leak, so it is withheld and the error says so.
-    """
+    """Replace keys and e-mail addresses, even streamed in pieces: text up to the last character no secret
+    contains is final; the run after it waits. On a failure, a held run that may be half a secret is
+    withheld (half a key is still a leak) and the error says so."""
     held = ""
     async with aclosing(tokens):
         try:
             async for token in tokens:
                 held += token
                 tail = LAST_NON_SECRET_CHAR.search(held)
-                cut = tail.start() + 1 if tail else 0
-                if cut == 0 and len(held) > MAX_HELD_CHARS:
-                    cut = len(held)
+                cut = len(held) if not tail and len(held) > MAX_HELD_CHARS else (tail.start() + 1 if tail else 0)
                 if cut:
                     yield redact(held[:cut])
                     held = held[cut:]
@@ -443,7 +252,7 @@ async def redact_secrets(tokens: AsyncIterator[str]) -> AsyncIterator[str]:
             unfinished, held = redact(held), ""
             if not SECRET_START.search(unfinished):
                 yield unfinished
-            elif isinstance(exc, ProviderStreamError):
+            elif isinstance(exc, ProviderError):
                 exc.notes.append(f"its last {len(unfinished)} characters were withheld: they could be the "
                                  "start of a secret")
             raise
@@ -455,12 +264,7 @@ class StopAt:
     """Cut the answer at the first stop sequence and stop reading the provider (saves tokens)."""
 
     def __init__(self, *sequences: str):
-        self.sequences = [s for s in sequences if s]
-        self.hit = False
-
-    def _held_tail(self, text: str) -> int:
-        """Length of the longest tail of text that could still grow into a stop sequence."""
-        return max((n for s in self.sequences for n in range(1, len(s)) if text.endswith(s[:n])), default=0)
+        self.sequences, self.hit = [s for s in sequences if s], False
 
     async def __call__(self, tokens: AsyncIterator[str]) -> AsyncIterator[str]:
         held = ""
@@ -468,13 +272,13 @@ class StopAt:
             try:
                 async for token in tokens:
                     held += token
-                    found = [i for i in (held.find(s) for s in self.sequences) if i >= 0]
-                    if found:
+                    if found := [i for i in (held.find(s) for s in self.sequences) if i >= 0]:
                         self.hit = True
                         if held[:min(found)]:
                             yield held[:min(found)]
                         return  # aclosing closes the provider stream
-                    keep = self._held_tail(held)
+                    keep = max((n for s in self.sequences for n in range(1, len(s)) if held.endswith(s[:n])),
+                               default=0)  # the longest tail that could still grow into a stop sequence
                     if len(held) > keep:
                         yield held[:len(held) - keep]
                         held = held[len(held) - keep:]
@@ -488,42 +292,32 @@ class StopAt:
 
 def squeeze_whitespace(text: str) -> str:
     """No trailing spaces on lines, at most one blank line in a row."""
-    text = re.sub(r"\r\n?", "\n", text)
-    text = re.sub(r"[ \t]+\n", "\n", text)
-    return re.sub(r"\n{3,}", "\n\n", text)
+    return re.sub(r"\n{3,}", "\n\n", re.sub(r"[ \t]+\n", "\n", re.sub(r"\r\n?", "\n", text)))
 
 
 async def tidy_whitespace(tokens: AsyncIterator[str]) -> AsyncIterator[str]:
-    """squeeze_whitespace on a stream; leading and trailing whitespace of the answer is dropped.
-
-    It only ever holds whitespace, so nothing is lost when the stream breaks: the broken answer
-    ends there, and its trailing whitespace is dropped like that of a complete one.
-    """
+    """squeeze_whitespace on a stream; the answer's leading and trailing whitespace is dropped.
+    It only ever holds whitespace, so a broken stream loses nothing but that."""
     held, started = "", False
     async with aclosing(tokens):
         async for token in tokens:
             held += token
-            body_end = len(held.rstrip())  # trailing whitespace waits: we cannot squeeze it yet
-            if body_end:
+            if body_end := len(held.rstrip()):  # trailing whitespace waits: it cannot be squeezed yet
                 text = squeeze_whitespace(held[:body_end])
                 yield text if started else text.lstrip()
                 started, held = True, held[body_end:]
 
 
 async def whole_words(tokens: AsyncIterator[str]) -> AsyncIterator[str]:
-    """Coalesce word pieces into whole words: fewer, more readable A2A chunks.
-
-    Text without spaces (Chinese, Japanese, a long URL) is released every MAX_WORD_CHARS
-    characters, so it still streams instead of arriving in one piece at the end.
-    """
+    """Coalesce word pieces into whole words: fewer, more readable A2A chunks. Text without spaces
+    (Chinese, a long URL) is released every MAX_WORD_CHARS characters, so it still streams."""
     held = ""
     async with aclosing(tokens):
         try:
             async for token in tokens:
                 held += token
                 cut = len(held) - len(re.split(r"\s", held)[-1])
-                if cut == 0 and len(held) > MAX_WORD_CHARS:
-                    cut = len(held)
+                cut = len(held) if cut == 0 and len(held) > MAX_WORD_CHARS else cut
                 if cut:
                     yield held[:cut]
                     held = held[cut:]
@@ -548,53 +342,20 @@ def pipeline(tokens: AsyncIterator[str], transforms: Iterable[Transform]) -> Asy
 def default_transforms(stop: StopAt) -> list[Transform]:
     """Redact first (nothing downstream ever sees a secret), then cut, tidy, and group into words."""
     return [redact_secrets, stop, tidy_whitespace, whole_words]
+# --8<-- [end:transforms]
 
 
-# ---------------------------------------------------------------- 6. fallback and stall limit
+# --8<-- [start:agent]
 async def within_stall_limit(events: AsyncIterator[Any], seconds: float, provider: str) -> AsyncIterator[Any]:
     """Pass events through; a provider silent for `seconds` counts as failed."""
     async with aclosing(events):
         while True:
             try:
-                event = await asyncio.wait_for(anext(events), seconds)
+                yield await asyncio.wait_for(anext(events), seconds)
             except StopAsyncIteration:
                 return
             except asyncio.TimeoutError:
                 raise ProviderStalled(f"{provider} sent nothing for {seconds:g} s") from None
-            yield event
-
-
-@dataclass
-class Request:
-    """What the caller asked for, from the message's metadata (all optional)."""
-    providers: list[str]
-    faults: dict[str, str]
-    stall_seconds: float
-
-    @classmethod
-    def from_message(cls, message: Message, server_stall_seconds: float) -> "Request":
-        """Validate the options; a ValueError here reaches the caller as the stream's error event."""
-        options = message.metadata.custom_fields if message.metadata else {}
-        providers, faults = options.get("providers") or list(PROVIDERS), options.get("faults") or {}
-        stall = options.get("stall_seconds", server_stall_seconds)  # 0 is a bad value, not "unset"
-        if not isinstance(providers, list) or not isinstance(faults, dict):
-            raise ValueError('"providers" must be a list of names and "faults" an object')
-        if unknown := [p for p in providers + list(faults) if p not in PROVIDERS]:
-            raise ValueError(f"unknown provider {unknown[0]!r}; choose from {', '.join(PROVIDERS)}")
-        if bad := [f for f in faults.values() if f not in FAULTS]:
-            raise ValueError(f"unknown fault {bad[0]!r}; choose from {', '.join(FAULTS)}")
-        if isinstance(stall, bool) or not isinstance(stall, (int, float)) or stall <= 0:
-            raise ValueError('"stall_seconds" must be a positive number')
-        stall = min(stall, server_stall_seconds)
-        return cls(providers, faults, stall)
-
-
-@dataclass
-class Answer:
-    """The provider that answered, the attempts that failed before it, and its token stream."""
-    run: ProviderRun
-    failed_attempts: list[str]
-    tokens: AsyncIterator[str]
 
 
 class LLMBridgeAgent(StreamingAgent):
@@ -608,66 +369,69 @@ class LLMBridgeAgent(StreamingAgent):
         for provider in self.real:  # import the SDKs now, so their ~1 s import never counts as a stall
             importlib.import_module(SDK_MODULES[provider])
 
-    async def stream_response(self, message: Message) -> AsyncIterator[Any]:
-        request = Request.from_message(message, self.stall_seconds)
-        if faulty_real := [p for p in request.faults if p in self.real]:
-            raise ValueError(f"faults are simulated: {faulty_real[0]} is running against the real API")
-        stop = StopAt(*self.stop_sequences)
-        answer = await self.first_answering(message_text(message), request)
-        async for piece in pipeline(answer.tokens, default_transforms(stop)):
-            yield piece
-        summary = answer.run.summary()
-        if stop.hit:
-            summary["stop_reason"] = "stop_sequence"
-        yield {"summary": {**summary, "failed_attempts": answer.failed_attempts}}  # data: chunk_text() gives ""
-
-    async def first_answering(self, prompt: str, request: Request) -> Answer:
-        """Try the providers in order; the first one that produces a token (or ends cleanly) answers."""
-        failed_attempts: list[str] = []
-        for provider in request.providers:
+    async def stream_response(self, message) -> AsyncIterator[Any]:
+        providers, faults, stall = self.read_options(message)  # a ValueError reaches the client as an error event
+        stop, failed_attempts = StopAt(*self.stop_sequences), []
+        for provider in providers:  # 3. the first provider that produces a token (or ends cleanly) answers
             run = ProviderRun(provider, MODELS[provider], simulated=provider not in self.real)
-            tokens = self.provider_tokens(provider, prompt, request, run)
+            tokens = self.provider_tokens(provider, message_text(message), run, stall, faults.get(provider))
             try:
                 first = await anext(tokens, None)  # None: an empty answer, which is still an answer
             except Exception as exc:  # any failure before the first token: try the next provider
                 await tokens.aclose()
                 failed_attempts.append(f"{provider}: {type(exc).__name__}: {exc}")
                 continue
-            return Answer(run, failed_attempts, self.rest_of_answer(first, tokens, run))
-        raise AllProvidersFailed("no provider answered: " + "; ".join(failed_attempts))
+            async for piece in pipeline(self.rest_of_answer(first, tokens, run), default_transforms(stop)):
+                yield piece  # 2. transformed text; 4. a failure from here on ends the stream, partial
+            summary = {**run.summary(), "failed_attempts": failed_attempts}
+            yield {"summary": {**summary, "stop_reason": "stop_sequence"} if stop.hit else summary}  # 1. data, no text
+            return
+        raise ProviderError("no provider answered: " + "; ".join(failed_attempts))
+
+    def read_options(self, message) -> tuple[list[str], dict[str, str], float]:
+        """The request's metadata options, validated: providers, faults, stall limit."""
+        options = getattr(message.metadata, "custom_fields", None) or {}
+        providers = options.get("providers") or list(PROVIDERS)
+        faults = check_faults(options.get("faults") or {}, PROVIDERS)  # simulated failures, for the demo
+        stall = options.get("stall_seconds", self.stall_seconds)  # 0 is a bad value, not "unset"
+        if not isinstance(providers, list):
+            raise ValueError('"providers" must be a list of names')
+        if unknown := [p for p in providers if p not in PROVIDERS]:
+            raise ValueError(f"unknown provider {unknown[0]!r}; choose from {', '.join(PROVIDERS)}")
+        if isinstance(stall, bool) or not isinstance(stall, (int, float)) or stall <= 0:
+            raise ValueError('"stall_seconds" must be a positive number')
+        if real_faults := [p for p in faults if p in self.real]:
+            raise ValueError(f"faults are simulated: {real_faults[0]} is running against the real API")
+        return providers, faults, min(stall, self.stall_seconds)
+
+    async def provider_tokens(self, provider: str, prompt: str, run: ProviderRun, stall: float,
+                              fault: Optional[str]) -> AsyncIterator[str]:
+        """One provider's text tokens, guarded by the stall limit, with the first token's time on run."""
+        if provider in self.real:
+            events = REAL_EVENTS[provider](prompt, stall)
+        else:
+            events = simulate(provider, MODELS[provider], prompt, self.pace, fault)
+        async with aclosing(ADAPTERS[provider](within_stall_limit(events, stall, provider), run)) as text:
+            async for token in text:
+                run.first_token = run.first_token or time.monotonic()
+                yield token
 
     @staticmethod
     async def rest_of_answer(first: Optional[str], tokens: AsyncIterator[str], run: ProviderRun) -> AsyncIterator[str]:
-        """The answering provider's tokens; a failure from here on ends the stream as partial."""
+        """The answering provider's tokens; after text went out, a retry elsewhere would duplicate it."""
         async with aclosing(tokens):
             if first is not None:
                 yield first
             try:
                 async for token in tokens:
                     yield token
-            except Exception as exc:  # after text went out, retrying elsewhere would duplicate it
-                raise ProviderStreamError(f"{run.provider} failed after {run.text_events} tokens "
-                                          f"({type(exc).__name__}: {exc}); the answer is partial") from exc
-
-    async def provider_tokens(self, provider: str, prompt: str, request: Request,
-                              run: ProviderRun) -> AsyncIterator[str]:
-        """One provider's text tokens, guarded by the stall limit, with timing recorded on run."""
-        if provider in self.real:
-            events = REAL_EVENTS[provider](prompt, request.stall_seconds)
-        else:
-            events = simulate(provider, prompt, self.pace, request.faults.get(provider))
-        guarded = within_stall_limit(events, request.stall_seconds, provider)
-        async with aclosing(ADAPTERS[provider](guarded, run)) as text:
-            async for token in text:
-                run.first_token = run.first_token or time.monotonic()
-                yield token
-        run.ended = time.monotonic()
+            except Exception as exc:
+                raise ProviderError(f"{run.provider} failed after {run.text_events} tokens "
+                                    f"({type(exc).__name__}: {exc}); the answer is partial") from exc
+# --8<-- [end:agent]
 
 
-# ---------------------------------------------------------------- 7. the client: scenarios and checks
-SECRET_LEFT = re.compile("|".join(pattern.pattern for pattern, _ in SECRETS))
-
-
+# --8<-- [start:client]
 @dataclass
 class Outcome:
     """What the client saw for one request."""
@@ -677,24 +441,21 @@ class Outcome:
     summary: Optional[dict] = None
     error: Optional[str] = None
     seconds: float = 0.0
-    problems: list[str] = field(default_factory=list)
 
 
 async def ask(url: str, scenario: str, **options: Any) -> Outcome:
     """Stream one answer, printing it as it arrives; a failed stream leaves the text marked partial."""
-    message = text_message(PROMPT, metadata=options)
     outcome, started = Outcome(scenario), time.monotonic()
     print(paint(f"\n== {scenario}", "cyan"))
     try:
-        async for chunk in StrictStreamingClient(url, timeout=30).stream_response(message):
-            content = chunk.get("content")
-            if isinstance(content, dict) and "summary" in content:
-                outcome.summary = content["summary"]
+        request = text_message(PROMPT, metadata=options)  # the options ride in the A2A message's metadata
+        async for chunk in StrictStreamingClient(url, timeout=30).stream_response(request):
+            if isinstance(content := chunk.get("content"), dict) and "summary" in content:
+                outcome.summary = content["summary"]  # the agent's last chunk: data, not text
                 continue
-            outcome.text += chunk_text(chunk)
-            outcome.chunks += 1
+            outcome.text, outcome.chunks = outcome.text + chunk_text(chunk), outcome.chunks + 1
             print(chunk_text(chunk), end="", flush=True)
-    except A2AStreamingError as exc:
+    except A2AStreamingError as exc:  # 4. an error event after some text: keep the text, say it is partial
         outcome.error = str(exc)
         print(paint(f"\n[partial answer: the stream ended with an error: {exc}]", "yellow"))
     outcome.seconds = time.monotonic() - started
@@ -702,97 +463,54 @@ async def ask(url: str, scenario: str, **options: Any) -> Outcome:
     for attempt in (outcome.summary or {}).get("failed_attempts", []):
         print(paint(f"  (tried first, failed before any text: {attempt})", "yellow"))
     return outcome
+# --8<-- [end:client]
 
 
-def check_clean(outcome: Outcome, provider: str) -> None:
-    if outcome.error or not outcome.summary:
-        outcome.problems.append(f"stream failed: {outcome.error or 'no summary'}")
-    elif outcome.summary["provider"] != provider:
-        outcome.problems.append(f"answered by {outcome.summary['provider']}, not {provider}")
-    if not outcome.text.strip():
-        outcome.problems.append("no text")
-    if SECRET_LEFT.search(outcome.text):
-        outcome.problems.append("a secret reached the client")
+async def scenarios(url: str, short_stall: float, report=None) -> int:
+    """Clean run per provider, then fallback and a mid-stream failure on simulated providers; one verdict."""
+    clean = {p: await ask(url, f"{p} clean", providers=[p]) for p in PROVIDERS}
+    simulated = [p for p, o in clean.items() if (o.summary or {}).get("simulated")]
+    checks: dict[str, Any] = {}
+    if simulated:  # faults can only be injected into simulated providers
+        failing = simulated[:2]
+        answerer = next(p for p in PROVIDERS if p not in failing)  # 3 providers, at most 2 failing
+        stall = {"stall_seconds": short_stall} if answerer in simulated else {}  # a real API may take its time
+        checks = {"answerer": answerer, "partial_provider": simulated[0],
+                  "fallback": await ask(url, "fallback", providers=failing + [answerer], **stall,
+                                        faults=dict(zip(failing, ("error_before_first_token", "stall")))),
+                  "partial": await ask(url, f"{simulated[0]} fails mid-stream", providers=[simulated[0]],
+                                       faults={simulated[0]: "error_mid_stream"})}
+    elif all(o.summary for o in clean.values()):
+        print(paint("\n(no simulated provider: the failure scenarios need one)", "yellow"))
+    outcomes = list(clean.values()) + [checks[k] for k in ("fallback", "partial") if k in checks]
+    llm_report.print_outcomes(outcomes)
+    found = llm_report.problems(clean, [pattern for pattern, _ in SECRETS], **checks)
+    llm_report.save(report, outcomes, found)
+    llm_report.print_verdict(found)
+    return 1 if found else 0
 
 
-def check_fallback(outcome: Outcome, answerer: str, failing: int, clean: Outcome) -> None:
-    check_clean(outcome, answerer)
-    if outcome.summary and len(outcome.summary["failed_attempts"]) != failing:
-        outcome.problems.append(f"expected {failing} failed attempts, got {outcome.summary['failed_attempts']}")
-    if outcome.summary and outcome.summary["simulated"] and outcome.text != clean.text:
-        outcome.problems.append("text differs from the provider's clean run (duplicated or lost text)")
-
-
-def check_partial(outcome: Outcome, clean: Outcome) -> None:
-    if not outcome.error or outcome.summary:
-        outcome.problems.append("a mid-stream failure did not end the stream with an error")
-    if not outcome.text or not clean.text.startswith(outcome.text) or outcome.text == clean.text:
-        outcome.problems.append("partial text is not a strict prefix of the clean answer")
-
-
-def table_row(outcome: Outcome) -> list[Any]:
-    s = outcome.summary or {}
-    verdict = paint("ok", "green") if not outcome.problems else paint("FAIL: " + "; ".join(outcome.problems), "red")
-    answered = s.get("provider", "-") + ("" if s.get("simulated", True) else " (real)")
-    first = f"{s['first_token_ms']} ms" if s.get("first_token_ms") is not None else "-"
-    stop = s.get("stop_reason") or "-"
-    if outcome.error:
-        stop = "error (partial)" if outcome.text else "error (no text)"
-    return [outcome.scenario, answered, outcome.chunks, s.get("output_tokens", "-"), first,
-            s.get("tokens_per_s") or "-", stop, f"{outcome.seconds:.2f} s", verdict]
-
-
-def make_client(short_stall_seconds: float) -> Callable[[str], Any]:
-    """The demo client; short_stall_seconds keeps the stall scenario brief when only simulators run."""
-    async def client(url: str) -> int:
-        """Clean run per provider, then fallback and mid-stream failure on simulated providers."""
-        clean = {p: await ask(url, f"{p} clean", providers=[p]) for p in PROVIDERS}
-        for provider, outcome in clean.items():
-            check_clean(outcome, provider)
-        outcomes = list(clean.values())
-        simulated = [p for p, o in clean.items() if (o.summary or {}).get("simulated")]
-        if simulated:
-            failing = simulated[:2]  # faults can only be injected into simulated providers
-            answerer = next(p for p in PROVIDERS if p not in failing)  # 3 providers, at most 2 failing
-            faults = dict(zip(failing, ("error_before_first_token", "stall")))
-            # A real API may take seconds to its first token: only an all-simulated chain gets the short limit.
-            stall = {"stall_seconds": short_stall_seconds} if answerer in simulated else {}
-            fallback = await ask(url, "fallback", providers=failing + [answerer], faults=faults, **stall)
-            check_fallback(fallback, answerer, len(failing), clean[answerer])
-            partial = await ask(url, f"{simulated[0]} fails mid-stream", providers=[simulated[0]],
-                                faults={simulated[0]: "error_mid_stream"})
-            check_partial(partial, clean[simulated[0]])
-            outcomes += [fallback, partial]
-        else:
-            print(paint("\n(no simulated provider: the failure scenarios need one)", "yellow"))
-        print()
-        print_table(["scenario", "answered by", "chunks", "tokens", "first token", "tokens/s", "stop", "total",
-                     "verdict"], [table_row(o) for o in outcomes])
-        return 0 if all(not o.problems for o in outcomes) else 1
-    return client
+def command_line():
+    parser = demo_parser(__doc__, DEFAULT_PORT)
+    parser.server_option("--provider", action="append", choices=PROVIDERS, default=[],
+                         help="use this provider's real API via its SDK (repeatable); the others stay simulated")
+    parser.add_argument("--stall-seconds", type=seconds_arg(), default=10.0,
+                        help="a provider silent this long counts as failed (default 10)")
+    parser.client_option("--report", type=output_file(), metavar="FILE.json", help="write every outcome as JSON")
+    return parser
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = demo_parser("Bridge OpenAI / Anthropic / Bedrock streams into A2A: adapters, a transform "
-                         "pipeline, fallback and partial answers.", DEFAULT_PORT)
-    parser.add_argument("--provider", action="append", choices=PROVIDERS, default=[],
-                        help="use this provider's real API via its SDK (repeatable); the others stay simulated")
-    parser.add_argument("--stall-seconds", type=seconds_arg(), default=10.0,
-                        help="a provider silent this long counts as failed (default 10)")
+    parser = command_line()
     args = parser.parse_args(argv)
     if not args.verbose:
         quiet()  # before the checks below: boto3 logs "Found credentials ..." at INFO otherwise
-    if args.provider and args.url:
-        parser.error("--provider chooses the providers of the agent this script starts; with --url the "
-                     "agent runs elsewhere: pass --provider to its --serve instead")
-    for provider in args.provider:
+    for provider in args.provider:  # before anything starts: a missing SDK or key is a usage error
         if reason := cannot_use_real(provider):
             parser.error(f"--provider {provider}: {reason}")
-    pace = Pace(0, 0) if args.fast else Pace()
-    # The fallback scenario's stall limit, when only simulated providers take part: short, so the demo
-    # does not sit waiting (a simulated provider with --fast sends its whole answer in milliseconds).
-    short_stall = min(args.stall_seconds, 0.2 if args.fast else 2.0)
-    return run_demo(args, lambda: LLMBridgeAgent(args.provider, pace, args.stall_seconds), make_client(short_stall))
+    short_stall = min(args.stall_seconds, 0.2 if args.fast else 2.0)  # the fallback's stall, when all simulated
+    agent = lambda: LLMBridgeAgent(args.provider, Pace(0, 0) if args.fast else Pace(), args.stall_seconds)
+    return run_demo(args, agent, lambda url: scenarios(url, short_stall, args.report), own_agent_only=True)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import streaming_kit  # noqa: E402,F401  (before anything from python_a2a)
 import examples_support  # noqa: E402
+from examples_support import chunking_report  # noqa: E402
 from conftest import load_script  # noqa: E402
 
 
@@ -43,14 +44,14 @@ def stream_cost(demo, repeat: int) -> list[list[str]]:
         client = streaming_kit.StrictStreamingClient(url, timeout=30)
         for name in demo.STRATEGIES:
             runs = [asyncio.run(demo.stream_once(client, text, name, demo.DEFAULT_CHUNK_SIZE)) for _ in range(repeat)]
-            assert all(not run.problems() for run in runs), f"{name}: stream was wrong"
+            assert all(not demo.problems(run, text, demo.DEFAULT_CHUNK_SIZE) for run in runs), f"{name}: stream was wrong"
             total = statistics.median(run.client.duration for run in runs)
             chunks = len(runs[0].pieces)
             # client's first arrival minus server's first yield: request + agent start + first chunk's trip
-            overhead = statistics.median(run.client.first_chunk - run.server.first_chunk for run in runs)
+            overhead = statistics.median(run.client.times[0] - run.server.times[0] for run in runs)
             gap = statistics.median(demo.percentile(run.client.gaps, 50) or 0 for run in runs)
-            client_rows.append([name, chunks, demo.ms(total), f"{chunks / total:,.0f}",
-                                f"{total / chunks * 1e6:.0f} µs", f"{gap * 1e6:.0f} µs", demo.ms(overhead)])
+            client_rows.append([name, chunks, chunking_report.ms(total), f"{chunks / total:,.0f}",
+                                f"{total / chunks * 1e6:.0f} µs", f"{gap * 1e6:.0f} µs", chunking_report.ms(overhead)])
     return client_rows
 
 

@@ -25,6 +25,7 @@ from llm_stubs import LLMStub  # noqa: E402
 
 import streaming_kit as kit  # noqa: E402
 import examples_support  # noqa: E402
+from examples_support import llm_simulators  # noqa: E402
 
 bridge = load_script("03_streaming_llm_integration.py")
 REPEATS = 5
@@ -76,7 +77,7 @@ def a2a_figures(url: str) -> tuple[float, float, int]:
 
 def main() -> int:
     kit.quiet()
-    tokens = bridge.simulated_tokens("bench", "model") * 200
+    tokens = llm_simulators.simulated_tokens("bench", "model") * 200
     rate, chunks = pipeline_rate(tokens)
     print(f"pipeline: {len(tokens)} tokens -> {chunks} A2A chunks, median {rate:,.0f} tokens/s ({REPEATS} runs)")
 
@@ -85,15 +86,15 @@ def main() -> int:
         os.environ.update({"OPENAI_API_KEY": "x", "OPENAI_BASE_URL": f"{stub.url}/v1", "ANTHROPIC_API_KEY": "x",
                            "ANTHROPIC_BASE_URL": stub.url, "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x",
                            "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": stub.url})
-        answer = bridge.simulated_tokens("bench", "model") * 5
+        answer = llm_simulators.simulated_tokens("bench", "model") * 5
         for provider in bridge.PROVIDERS:
-            stub.events[provider] = bridge.SIMULATED_EVENTS[provider]("model", answer, 5)[0]
+            stub.events[provider] = llm_simulators.SIMULATED_EVENTS[provider]("model", answer, 5)[0]
             first_ms, per_s = sdk_figures(provider)
             rows.append([provider, len(answer), f"{first_ms:.1f} ms", f"{per_s:,.0f}"])
     print(f"\nreal SDKs reading a loopback stub (median of {REPEATS}; first token includes client set-up):")
     examples_support.print_table(["sdk", "tokens", "first token", "tokens/s"], rows)
 
-    with kit.serve(bridge.LLMBridgeAgent(pace=bridge.Pace(0, 0))) as url:
+    with kit.serve(bridge.LLMBridgeAgent(pace=llm_simulators.Pace(0, 0))) as url:
         first_ms, total_ms, chunks = a2a_figures(url)
     print(f"\nwhole agent over /stream (simulated anthropic, zero delay): {chunks} chunks, "
           f"first chunk {first_ms:.1f} ms, total {total_ms:.1f} ms (median of {REPEATS})")

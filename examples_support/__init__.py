@@ -6,16 +6,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import errno
+import json
 import math
 import os
 import signal
 import sys
 import threading
-from typing import Any, Callable, Iterable, Optional
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, AsyncIterator, Callable, Iterable, Optional
 
 from streaming_kit import quiet, serve
-from python_a2a import A2AError, A2AServer
+from python_a2a import A2AConnectionError, A2AError, A2AServer
 
 
 def _interrupt(*_: Any) -> None:
@@ -36,6 +41,7 @@ def serve_until_interrupted(agent: A2AServer, host: str, port: int, extra_lines:
     return 0
 
 
+# ---------------------------------------------------------------- argument types
 def http_url(value: str) -> str:
     """argparse type for a server address: http(s)://host:port, trailing slash dropped."""
     if not value.startswith(("http://", "https://")):
@@ -48,17 +54,32 @@ def seconds_arg(zero_ok: bool = False) -> Callable[[str], float]:
 
     float() alone accepts "nan" and "inf": a wait of either never ends, and nan compares false
     with everything, so a later `<= 0` check lets it through."""
+    bound = "0 or more" if zero_ok else "above 0"
+
     def parse(value: str) -> float:
         try:
             number = float(value)
         except ValueError:
-            number = math.nan
-        if not (math.isfinite(number) and (number > 0 or (zero_ok and number == 0))):
-            bound = "0 or more" if zero_ok else "above 0"
-            raise argparse.ArgumentTypeError(f"expected a number of seconds {bound}, got {value!r}: a duration "
-                                             f"must be {'finite' if zero_ok else 'positive and finite'}")
-        return number
+            number = None
+        if number is None or math.isnan(number):
+            problem = "not a number"
+        elif math.isinf(number):
+            problem = "infinite: a wait that never ends"
+        elif number < 0:
+            problem = "a duration cannot be negative"
+        elif number == 0 and not zero_ok:
+            problem = "it must be positive"
+        else:
+            return number
+        raise argparse.ArgumentTypeError(f"expected a number of seconds {bound}, got {value!r}: {problem}")
     return parse
+
+
+def count_arg(value: str) -> int:
+    """argparse type for a count of 1 or more."""
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value!r}")
+    return int(value)
 
 
 def _port(value: str) -> int:
@@ -68,23 +89,99 @@ def _port(value: str) -> int:
     return int(value)
 
 
+def output_file(suffix: Optional[str] = None) -> Callable[[str], Path]:
+    """argparse type for a file the run writes at its end: checked now, not after the whole run."""
+    def parse(value: str) -> Path:
+        path = Path(value)
+        if suffix and path.suffix.lower() != suffix:
+            raise argparse.ArgumentTypeError(f"{value!r} must end in {suffix}")
+        if path.is_dir():
+            raise argparse.ArgumentTypeError(f"{value!r} is a folder; name a file in it")
+        if not path.parent.is_dir():
+            raise argparse.ArgumentTypeError(f"cannot write {value!r}: folder {str(path.parent)!r} does not exist")
+        if not os.access(path.parent, os.W_OK):
+            raise argparse.ArgumentTypeError(f"cannot write {value!r}: folder {str(path.parent)!r} is not writable")
+        return path
+    return parse
+
+
+def text_file(value: str) -> str:
+    """argparse type for a UTF-8 text file: its text, line ends kept as they are (CRLF stays CRLF)."""
+    try:
+        with open(value, encoding="utf-8", newline="") as file:
+            return file.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise argparse.ArgumentTypeError(f"cannot read {value}: {exc}") from None
+
+
+# ---------------------------------------------------------------- the command line
+class DemoParser(argparse.ArgumentParser):
+    """The parser demo_parser makes: it also refuses options given to the wrong role.
+
+    --host and --port only mean something with --serve; options added with client_option only
+    with the client (not with --serve); options added with server_option only when this script
+    starts the agent (not with --url). Those options are absent from the namespace when not given
+    (argparse.SUPPRESS), so "given" is known even when the value equals the default.
+    """
+
+    def __init__(self, *args: Any, script: str = "", **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.script = script  # named in messages: "python <script> --serve"
+        self._roles: dict[str, tuple[str, str, Any]] = {}  # dest -> (role, flag, default)
+
+    def role_option(self, role: str, *flags: str, **kwargs: Any) -> argparse.Action:
+        default = kwargs.pop("default", None)
+        action = self.add_argument(*flags, default=argparse.SUPPRESS, **kwargs)
+        self._roles[action.dest] = (role, flags[0], default)
+        return action
+
+    def client_option(self, *flags: str, **kwargs: Any) -> argparse.Action:
+        """An option of the client run: refused with --serve."""
+        return self.role_option("client", *flags, **kwargs)
+
+    def server_option(self, *flags: str, **kwargs: Any) -> argparse.Action:
+        """An option of the agent this script starts: refused with --url."""
+        return self.role_option("server", *flags, **kwargs)
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> argparse.Namespace:  # type: ignore[override]
+        parsed = super().parse_args(args, namespace)
+        parsed.script = self.script
+        for dest, (role, flag, default) in self._roles.items():
+            if hasattr(parsed, dest):
+                self._refuse_misplaced(parsed, role, flag)
+            else:
+                setattr(parsed, dest, default)
+        return parsed
+
+    def _refuse_misplaced(self, parsed: argparse.Namespace, role: str, flag: str) -> None:
+        if role == "serve" and not parsed.serve:
+            self.error(f"{flag} goes with --serve (without it the demo picks a free port, or uses --url's server)")
+        if role == "client" and parsed.serve:
+            self.error(f"{flag} belongs to the client run: drop --serve (or give {flag} to the run with --url)")
+        if role == "server" and parsed.url:
+            self.error(f"{flag} configures the agent this script starts; with --url the agent runs elsewhere: "
+                       f"pass {flag} to its --serve instead")
+
+
 def demo_parser(description: str, default_port: int, script: Optional[str] = None,
-                many_urls: bool = False) -> argparse.ArgumentParser:
+                many_urls: bool = False) -> DemoParser:
     """The command-line contract every demo shares (--fast, --serve, --url, --verbose).
 
-    many_urls=True makes --url repeatable (args.url is then a list or None).
+    description may be a whole docstring: its first line is used. many_urls=True makes --url
+    repeatable (args.url is then a list or None).
     """
     script = script or os.path.basename(sys.argv[0])
-    parser = argparse.ArgumentParser(
-        description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = DemoParser(
+        script=script, description=description.strip().split("\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=f"examples:\n  python {script} --fast\n  python {script} --serve        "
                f"# then, in another terminal:\n  python {script} --url http://127.0.0.1:{default_port}")
     parser.add_argument("--fast", action="store_true", help="no simulated delays (tests, CI)")
     role = parser.add_mutually_exclusive_group()  # serve, or be the client of another server
     role.add_argument("--serve", action="store_true", help="only run the agent server, until Ctrl-C")
-    parser.add_argument("--host", default="127.0.0.1", help="address for --serve (default 127.0.0.1)")
-    parser.add_argument("--port", type=_port, default=default_port,
-                        help=f"port for --serve (default {default_port}; 0 picks a free one)")
+    parser.role_option("serve", "--host", default="127.0.0.1", help="address for --serve (default 127.0.0.1)")
+    parser.role_option("serve", "--port", type=_port, default=default_port,
+                       help=f"port for --serve (default {default_port}; 0 picks a free one)")
     if many_urls:
         role.add_argument("--url", type=http_url, action="append", metavar="URL",
                           help="only run the client, against these running servers (repeat --url)")
@@ -94,11 +191,42 @@ def demo_parser(description: str, default_port: int, script: Optional[str] = Non
     return parser
 
 
+class WrongAgent(A2AError):
+    """--url names a server that runs another agent than the one this demo's client talks to."""
+
+
+def agent_name_at(url: str) -> str:
+    """The name on the agent card at url; A2AConnectionError if nothing, or no A2A agent, answers there."""
+    no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # 127.0.0.1 never via a proxy
+    try:
+        with no_proxy.open(f"{url}/agent.json", timeout=10) as response:
+            card = json.load(response)
+    except urllib.error.HTTPError as exc:
+        raise A2AConnectionError(f"{url} has no agent card (GET /agent.json: HTTP {exc.code}): "
+                                 "is it an A2A agent?") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise A2AConnectionError(f"cannot connect to {url}: is the server running? "
+                                 f"({getattr(reason, 'strerror', None) or reason})") from None
+    except ValueError:
+        raise A2AConnectionError(f"{url}/agent.json is not JSON: is it an A2A agent?") from None
+    return str(card.get("name", "")) if isinstance(card, dict) else ""
+
+
+def require_agent(url: str, expected: str, script: str) -> None:
+    """Raise WrongAgent (one short line) unless the agent at url is named `expected`."""
+    found = agent_name_at(url)
+    if found != expected:
+        raise WrongAgent(f'{url} serves "{found}", not "{expected}": point --url at python {script} --serve')
+
+
 def run_demo(args: argparse.Namespace, make_agent: Callable[[], A2AServer],
-             client: Callable[[str], Any], serve_lines: Iterable[str] = ()) -> int:
+             client: Callable[[str], Any], serve_lines: Iterable[str] = (), own_agent_only: bool = False) -> int:
     """Dispatch the contract: --serve, --url, or server + client in one process; exit code.
 
     serve_lines: extra lines printed after "Serving ... at URL" with --serve ("{url}" filled in).
+    own_agent_only: with --url, first check that the server runs this demo's agent (by its card's
+    name); another agent is refused in one line, exit 1, before the client starts.
     """
     if not args.verbose:
         quiet()
@@ -106,6 +234,8 @@ def run_demo(args: argparse.Namespace, make_agent: Callable[[], A2AServer],
         if args.serve:
             return serve_until_interrupted(make_agent(), args.host, args.port, serve_lines)
         if args.url:
+            if own_agent_only:
+                require_agent(args.url, make_agent().agent_card.name, args.script)
             return asyncio.run(client(args.url))
         with serve(make_agent()) as url:
             return asyncio.run(client(url))
@@ -121,7 +251,6 @@ def run_demo(args: argparse.Namespace, make_agent: Callable[[], A2AServer],
         return 1
     except KeyboardInterrupt:
         return 130
-
 
 
 # ---------------------------------------------------------------- output
@@ -144,6 +273,27 @@ def paint(text: str, colour: str, stream=sys.stdout) -> str:
         return text
     import colorama
     return f"{getattr(colorama.Fore, colour.upper())}{text}{colorama.Style.RESET_ALL}"
+
+
+@contextlib.asynccontextmanager
+async def spinner(label: str) -> AsyncIterator[None]:
+    """While the block awaits: "label: 0:03", ticking on stderr when it is a terminal; nothing otherwise."""
+    if not sys.stderr.isatty():
+        yield
+        return
+    from tqdm import tqdm
+
+    async def tick(bar: Any) -> None:
+        while True:
+            await asyncio.sleep(0.1)
+            bar.refresh()
+
+    with tqdm(desc=label, bar_format="{desc}: {elapsed}", leave=False) as bar:
+        ticker = asyncio.ensure_future(tick(bar))
+        try:
+            yield
+        finally:
+            ticker.cancel()
 
 
 def print_table(headers: list[str], rows: list[list[Any]]) -> None:

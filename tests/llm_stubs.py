@@ -5,7 +5,8 @@ endpoint_url, parse the stream exactly as they would parse the real one:
   OpenAI     POST /v1/chat/completions          SSE `data: {json}` lines, then `data: [DONE]`
   Anthropic  POST /v1/messages                  named SSE events (`event: <type>`)
   Bedrock    POST /model/<id>/converse-stream   AWS event-stream binary frames
-Set `stub.events[...]` to the event dicts to send; `complete=False` cuts the stream before its
+Set `stub.frames[...]` to bytes to send verbatim (transcript_frames() reads tests/data/), or
+`stub.events[...]` to event dicts the stub frames itself; `complete=False` cuts the latter before its
 terminator; `status` answers with an HTTP error instead of a stream; `stall_after=N` sends the
 first N events and then nothing, keeping the connection open until the stub is closed (a stalled
 provider: the SDK sees a healthy socket that never delivers another byte).
@@ -17,7 +18,30 @@ import json
 import struct
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Iterator
+
+DATA = Path(__file__).parent / "data"
+TRANSCRIPTS = {"openai": "openai_chat_completions.sse", "anthropic": "anthropic_messages.sse",
+               "bedrock": "bedrock_converse_stream.json"}
+
+
+def transcript_frames(provider: str) -> list[bytes]:
+    """A provider's recorded-format stream from tests/data, frame by frame, exactly as it goes on the wire."""
+    path = DATA / TRANSCRIPTS[provider]
+    if provider == "bedrock":
+        return [bedrock_frame(event) for event in json.loads(path.read_text(encoding="utf-8"))]
+    return [frame + b"\n\n" for frame in path.read_bytes().split(b"\n\n") if frame.strip()]
+
+
+def transcript_events(provider: str) -> list[dict]:
+    """The same transcript as the event dicts an adapter reads without an SDK ([DONE] is not an event)."""
+    path = DATA / TRANSCRIPTS[provider]
+    if provider == "bedrock":
+        return json.loads(path.read_text(encoding="utf-8"))
+    data = [line[len("data:"):].strip() for line in path.read_text(encoding="utf-8").splitlines()
+            if line.startswith("data:")]
+    return [json.loads(item) for item in data if item != "[DONE]"]
 
 
 def sse(data: dict, event: str | None = None) -> bytes:
@@ -85,6 +109,7 @@ class LLMStub:
 
     def __init__(self):
         self.events: dict[str, list[dict]] = {"openai": [], "anthropic": [], "bedrock": []}
+        self.frames: dict[str, list[bytes]] = {}  # when set for a provider: sent as they are, events ignored
         self.complete = True
         self.status = 200
         self.stall_after: int | None = None
@@ -117,6 +142,9 @@ class LLMStub:
 
     def wire(self, provider: str) -> Iterator[bytes]:
         """The scripted events in the provider's own framing, with its terminator if complete."""
+        if provider in self.frames:
+            yield from self.frames[provider]
+            return
         for event in self.events[provider]:
             if provider == "openai":
                 yield sse(event)

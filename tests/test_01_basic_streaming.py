@@ -13,9 +13,37 @@ def test_demo_streams_then_compares_and_verifies_identical_text():
     result = run_script("01_basic_streaming.py", "--fast")
     assert result.returncode == 0, result.stderr
     assert result.stdout.count(basics.ANSWER) == 2  # once streamed, once whole
-    assert "streamed      9" in result.stdout and "not streamed  1" in result.stdout
     assert "Verdict: identical text both ways" in result.stdout
-    assert library_noise(result.stdout + result.stderr) == []
+    assert library_noise(result.stdout + result.stderr) == [] and result.stderr == ""
+
+
+def test_streamed_answer_arrives_one_clause_per_chunk_and_the_whole_one_in_one():
+    async def both(url):
+        client = kit.StrictStreamingClient(url)
+        return await basics.ask_streaming(client, "?"), await basics.ask_whole(client, "?")
+
+    with kit.serve(basics.ExplainerAgent(0, 0)) as url:
+        streamed, whole = asyncio.run(both(url))
+    assert streamed["chunks"] == len(basics.clauses(basics.ANSWER)) == 9
+    assert (whole["chunks"], whole["text"], streamed["text"]) == (1, basics.ANSWER, basics.ANSWER)
+    assert streamed["first"] <= streamed["total"]
+
+
+def test_url_of_another_examples_agent_is_refused_in_one_line():
+    with kit.serve(load_script("basic_streaming.py").WordStreamer(delay=0)) as url:
+        result = run_script("01_basic_streaming.py", "--url", url)
+    assert (result.returncode, result.stdout) == (1, "")  # it used to pass: both paths gave basic's answer
+    line, = result.stderr.splitlines()
+    assert f'{url} serves "Basic streaming agent", not "Streaming explainer"' in line
+
+
+def test_a_dead_url_is_one_line_saying_cannot_connect():
+    with kit.serve(basics.ExplainerAgent(0, 0)) as url:
+        pass  # closed again: nothing answers there now
+    result = run_script("01_basic_streaming.py", "--url", url)
+    assert (result.returncode, result.stdout) == (1, "")
+    line, = result.stderr.splitlines()
+    assert line.startswith(f"error: cannot connect to {url}: is the server running?")
 
 
 @pytest.mark.parametrize("text", ["", "no punctuation", "One. Two, three; four: five! Six?", "a,,b..  c\n\nd",

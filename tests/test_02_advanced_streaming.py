@@ -11,8 +11,9 @@ import time
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from conftest import ROOT, library_noise, load_script, run_script
-from streaming_kit import A2AStreamingError, StrictStreamingClient, serve
+from conftest import ROOT, eventually, library_noise, load_script, run_script
+from examples_support import chunking_report, text as text_rules
+from streaming_kit import A2AStreamingError, StrictStreamingClient, serve, text_message
 
 demo = load_script("02_advanced_streaming.py")
 SCRIPT = "02_advanced_streaming.py"
@@ -40,8 +41,8 @@ def test_every_chunker_is_lossless(cut, text):
 @settings(max_examples=150, deadline=None)
 @given(text=ANY_TEXT, budget=st.integers(1, 12))
 def test_size_chunks_never_cut_inside_a_character(text, budget):
-    ends = demo._ends(demo.by_size(text, budget))
-    assert all(demo._can_cut(text, end) for end in ends[:-1])
+    ends = text_rules.ends(demo.by_size(text, budget))
+    assert all(text_rules.can_cut(text, end) for end in ends[:-1])
 
 
 @settings(max_examples=150, deadline=None)
@@ -54,7 +55,7 @@ def test_size_chunks_keep_to_their_budget(text, budget):
 @given(words=st.lists(st.text(alphabet="abcdé", min_size=1, max_size=9), min_size=1, max_size=30))
 def test_size_chunks_do_not_split_words_that_fit(words):
     text = " ".join(words)
-    assert not any(demo.mid_word(text, end) for end in demo._ends(demo.by_size(text, 10)))
+    assert not any(text_rules.mid_word(text, end) for end in text_rules.ends(demo.by_size(text, 10)))
 
 
 def test_size_chunks_keep_flags_and_tag_sequences_whole():
@@ -127,22 +128,26 @@ def test_display_buffer_is_lossless_and_shows_whole_units(text, cuts, unit):
     assert all(boundary(update[-1]) for update in shown if update)
 
 
-@pytest.mark.parametrize("holds, half_words", [(True, 0), (False, 1)])
-def test_draw_catches_a_display_that_shows_half_a_word(holds, half_words):
-    class ShowsAtOnce(demo.DisplayBuffer):  # the defect: no buffering at all
-        def _last_break(self):
-            return len(self.pending)
+class ShowsAtOnce(demo.DisplayBuffer):
+    """The defect the half-word count exists for: no buffering at all."""
 
-    run, display = demo.Run("token", "streaming text", 3), demo.DisplayBuffer() if holds else ShowsAtOnce()
-    for piece in ["stre", "aming ", "text"]:
-        demo.draw(run, display, piece)
-    assert run.half_words_shown == half_words
+    def _last_break(self):
+        return len(self.pending)
+
+
+@pytest.mark.parametrize("display, half_words", [(demo.DisplayBuffer, 0), (ShowsAtOnce, 2)])
+def test_half_word_count_catches_a_display_that_shows_half_a_word(display, half_words):
+    run = demo.Run("token", display=display())
+    run.shown = [update for piece in demo.by_token("streaming text") if (update := run.display.feed(piece))]
+    run.shown.append(run.display.flush())
+    assert "".join(run.shown) == "streaming text"
+    assert chunking_report.half_words_shown(run, "streaming text") == half_words  # "stre", "amin" if broken
 
 
 def test_display_buffer_releases_an_overlong_run():
     display = demo.DisplayBuffer("word", max_hold=5)
     assert display.feed("abc") == ""
-    assert display.feed("defg") == "abcdefg" and display.forced_releases == 1
+    assert display.feed("defg") == "abcdefg"
 
 
 # ---------------------------------------------------------------- backpressure buffer (server side)
@@ -153,22 +158,29 @@ async def _fast_producer_slow_consumer(count: int, size: int) -> tuple[list[int]
         for n in range(count):
             yield n
 
-    received, depths = [], []
-    async for item in demo.buffered(numbers(), buffer):
-        depths.append(buffer._queue.qsize() + 1)  # +1: the item just taken
+    received, produced = [], []
+
+    async def counted():
+        async for n in numbers():
+            produced.append(n)
+            yield n
+
+    received, ahead = [], []
+    async for item in demo.buffered(counted(), buffer):
+        ahead.append(len(produced) - len(received))  # made but not yet taken, this one included
         received.append(item)
         for _ in range(3):  # a slow consumer: the producer gets the loop in between
             await asyncio.sleep(0)
-    return received, depths, buffer
+    return received, ahead, buffer
 
 
 @pytest.mark.timeout(20)
 def test_slow_consumer_keeps_the_buffer_at_its_bound_and_loses_nothing():
-    received, depths, buffer = asyncio.run(_fast_producer_slow_consumer(500, 8))
+    received, ahead, buffer = asyncio.run(_fast_producer_slow_consumer(500, 8))
     assert received == list(range(500))
-    assert max(depths) == 8 and buffer.high_water == 8  # full, never over: memory stays flat
+    # full, never over: at most 8 queued + the one the producer holds while it waits for room
+    assert max(ahead) <= 8 + 1 and buffer.high_water == 8
     assert buffer.pauses > 400  # the producer spent the run waiting for room
-    assert buffer.produced == buffer.taken == 500
 
 
 @pytest.mark.timeout(20)
@@ -213,6 +225,10 @@ async def _stream(url: str, strategy: str, text: str, backpressure: bool = False
     return await demo.stream_once(StrictStreamingClient(url, timeout=20), text, strategy, 6, backpressure)
 
 
+def _exact(run: "demo.Run", text: str) -> bool:
+    return run.received == text and len(run.pieces) == len(demo.chunker(run.strategy, 6)(text))
+
+
 @pytest.mark.timeout(60)
 def test_every_strategy_arrives_exactly_over_http():
     text = "Héllo  wörld.\r\nSecond line! 👩\u200d💻 done\n\nNew paragraph with cafe\u0301."
@@ -220,18 +236,17 @@ def test_every_strategy_arrives_exactly_over_http():
         runs = [asyncio.run(_stream(url, name, text)) for name in demo.STRATEGIES]
         paced = asyncio.run(_stream(url, "token", text, backpressure=True))
     for run in runs + [paced]:
-        assert run.problems() == [], run.strategy
+        assert _exact(run, text) and demo.problems(run, text, 6) == [], run.strategy
         assert len(run.server.times) == len(run.pieces)  # every chunk carried its server time
+        assert chunking_report.half_words_shown(run, text) == 0
     # the producer outruns the wire, so the buffer fills to its bound and the producer waits
     assert paced.buffer["size"] == 3 and paced.buffer["high_water"] == 3 and paced.buffer["pauses"] > 0
-    assert demo.buffer_problems(paced) == []
 
 
 @pytest.mark.timeout(60)
 def test_bad_strategy_reaches_the_client_as_an_error():
     async def ask(url):
-        async for _ in StrictStreamingClient(url, timeout=20).stream_response(demo.request_for("hi", "lines", 5)):
-            pass
+        await demo.stream_once(StrictStreamingClient(url, timeout=20), "hi", "lines")
     with serve(demo.ChunkingAgent(0, 0)) as url:
         with pytest.raises(A2AStreamingError, match="unknown strategy 'lines'"):
             asyncio.run(ask(url))
@@ -256,24 +271,14 @@ def test_client_hang_up_stops_the_buffered_producer():
 
     async def read_two_then_leave(url):
         client = StrictStreamingClient(url, timeout=20)
-        request = demo.request_for("word " * 400, "word", 5, backpressure=True)
+        request = text_message("word " * 400, metadata={"strategy": "word", "backpressure": True})
         async with contextlib.aclosing(client.stream_response(request)) as chunks:
             return [await chunks.__anext__() for _ in range(2)]  # then leave: aclosing hangs up
 
     with serve(agent) as url:
         assert len(asyncio.run(read_two_then_leave(url))) == 2
         assert agent.producer_closed.wait(10), "the producer kept running after the client left"
-        assert _eventually(lambda: agent.live_streams == 0, seconds=10)
-
-
-def _eventually(condition, seconds: float) -> bool:
-    """Wait for condition() with a deadline, checking on a short event wait (not a fixed sleep)."""
-    deadline, tick = time.monotonic() + seconds, threading.Event()
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        tick.wait(0.01)
-    return True
+        assert eventually(lambda: agent.live_streams == 0, seconds=10)
 
 
 class DropsLastChunk(demo.ChunkingAgent):
@@ -289,15 +294,15 @@ class DropsLastChunk(demo.ChunkingAgent):
 def test_verification_fails_when_a_chunk_is_lost(capsys):
     with serve(DropsLastChunk(0, 0)) as url:
         code = asyncio.run(demo.compare(url, demo.SAMPLE_TEXT, 40))
-    out = capsys.readouterr().out
+    verdict = capsys.readouterr().out.strip().splitlines()[-1]
     assert code == 1
-    assert "Verdict: FAILED" in out and "received text differs from sent text" in out
+    assert verdict.startswith("Verdict: FAILED - paragraph: received text differs from sent text, 3 of 4 chunks;")
 
 
-def test_run_problems_name_each_defect():
-    run = demo.Run("word", "ab cd", 2, pieces=["ab ", "c"], indices=[0, 2], half_words_shown=1)
-    assert run.problems() == ["received text differs from sent text", "chunk indices out of order",
-                              "display showed 1 half words"]
+def test_problems_name_each_defect():
+    run = demo.Run("word", pieces=["ab ", "c"])
+    assert demo.problems(run, "ab cd", 6) == ["received text differs from sent text"]
+    assert demo.problems(demo.Run("word", pieces=["ab cd"]), "ab cd", 6) == ["1 of 2 chunks"]
 
 
 # ---------------------------------------------------------------- the script as users run it
@@ -306,20 +311,19 @@ def test_fast_run_prints_the_comparison_and_passes(tmp_path):
     report_file = tmp_path / "figures.json"
     result = run_script(SCRIPT, "--fast", "--report", str(report_file))
     assert result.returncode == 0, result.stdout + result.stderr
-    out = result.stdout
     assert library_noise(result.stdout + result.stderr) == []
     assert result.stderr == ""
-    rows = [line.split() for line in out.splitlines() if line.split()[:1] and line.split()[0] in demo.STRATEGIES]
-    summary = [row for row in rows if row[-1] == "ok"]
-    assert [row[0] for row in summary] == list(demo.STRATEGIES)
-    assert "Verdict: every strategy delivered the text exactly" in out
-    assert "0 half words shown" in out and "max buffer 8/8" in out
-    pauses = int(out.split("producer paused ")[1].split()[0])
-    assert pauses > 0
+    assert result.stdout.strip().splitlines()[-1] == "Verdict: every strategy delivered the text exactly"
     figures = json.loads(report_file.read_text(encoding="utf-8"))
-    assert set(figures["strategies"]) == set(demo.STRATEGIES)
-    assert all(entry["ok"] for entry in figures["strategies"].values())
-    assert figures["backpressure"]["buffer"]["pauses"] == pauses
+    assert list(figures["strategies"]) == list(demo.STRATEGIES)
+    expected = {name: len(demo.chunker(name)(demo.SAMPLE_TEXT)) for name in demo.STRATEGIES}
+    for name, entry in figures["strategies"].items():
+        assert entry["ok"] and entry["problems"] == [] and entry["half_words_shown"] == 0, name
+        assert entry["chunks"] == entry["client"]["chunks"] == entry["server"]["chunks"] == expected[name]
+        assert entry["client"]["chars"] == len(demo.SAMPLE_TEXT)
+    paced = figures["backpressure"]
+    assert paced["ok"] and paced["chunks"] == expected["word"]
+    assert paced["buffer"]["size"] == paced["buffer"]["high_water"] == 8 and paced["buffer"]["pauses"] > 0
 
 
 def test_plot_without_matplotlib_says_how_to_get_it(monkeypatch, capsys):
@@ -333,16 +337,17 @@ def test_plot_without_matplotlib_says_how_to_get_it(monkeypatch, capsys):
 @pytest.mark.timeout(60)
 def test_plot_with_matplotlib_draws_a_png(tmp_path):
     pytest.importorskip("matplotlib")
-    runs = [demo.Run(name, "ab", 1, ["ab"], [0], demo.StreamMetrics(times=[0.01, 0.02], sizes=[1, 1]))
-            for name in demo.STRATEGIES]
-    demo.plot(runs, tmp_path / "chart.png")
+    runs = [demo.Run(name, ["ab"], demo.StreamMetrics(times=[0.01, 0.02], sizes=[1, 1])) for name in demo.STRATEGIES]
+    chunking_report.plot(runs, tmp_path / "chart.png")
     assert (tmp_path / "chart.png").read_bytes().startswith(b"\x89PNG")
 
 
-@pytest.mark.parametrize("args, message", [(["--chunk-size", "0"], "positive number"),
-                                           (["--text", "/nonexistent/file.txt"], "cannot read --text"),
+@pytest.mark.parametrize("args, message", [(["--chunk-size", "0"], "positive whole number"),
+                                           (["--text", "/nonexistent/file.txt"], "--text: cannot read"),
                                            (["--url", "localhost:1"], "expected http://"),
-                                           (["--serve", "--report", "x.json"], "drop --serve"),
+                                           (["--serve", "--report", "x.json"], "--report belongs to the client run: drop --serve"),
+                                           (["--serve", "--text", str(ROOT / "requirements.txt")], "--text belongs to the client run"),
+                                           (["--port", "8102"], "--port goes with --serve"),
                                            (["--report", "/nonexistent/dir/x.json"], "does not exist"),
                                            (["--report", "."], "is a folder"),
                                            (["--plot", "chart.jpg"], "must end in .png")])
@@ -357,9 +362,11 @@ def test_bad_arguments_exit_2_with_a_clear_message(args, message, capsys):
 def test_an_empty_text_file_streams_nothing_and_passes(tmp_path, capsys):
     empty = tmp_path / "empty.txt"
     empty.write_text("", encoding="utf-8")
-    assert demo.main(["--fast", "--text", str(empty)]) == 0
-    out = capsys.readouterr().out
-    assert "no chunks, nothing to buffer" in out and "Verdict: every strategy delivered the text exactly" in out
+    report_file = tmp_path / "figures.json"
+    assert demo.main(["--fast", "--text", str(empty), "--report", str(report_file)]) == 0
+    figures = json.loads(report_file.read_text(encoding="utf-8"))
+    assert all(entry["ok"] and entry["chunks"] == 0 for entry in figures["strategies"].values())
+    assert figures["backpressure"]["buffer"] is None  # the figures ride on the chunks: none, no figures
 
 
 @pytest.mark.timeout(90)
@@ -390,3 +397,21 @@ def _first_line(process: subprocess.Popen, seconds: float) -> str:
     reader.join(seconds)
     assert lines, f"no output within {seconds} s"
     return lines[0].strip()
+
+
+@pytest.mark.timeout(60)
+def test_url_of_another_examples_agent_is_refused_in_one_line():
+    with serve(load_script("basic_streaming.py").WordStreamer(delay=0)) as url:
+        result = run_script(SCRIPT, "--url", url)
+    assert (result.returncode, result.stdout) == (1, "")  # it used to print "24 of 4 chunks" in a 611-character line
+    line, = result.stderr.splitlines()
+    assert f'{url} serves "Basic streaming agent", not "Chunking agent"' in line and len(line) < 160
+
+
+def test_a_dead_url_is_one_line_saying_cannot_connect():
+    with serve(demo.ChunkingAgent(0, 0)) as url:
+        pass  # closed again: nothing answers there now
+    result = run_script(SCRIPT, "--url", url)
+    assert (result.returncode, result.stdout) == (1, "")
+    line, = result.stderr.splitlines()
+    assert line.startswith(f"error: cannot connect to {url}: is the server running?")

@@ -1,8 +1,10 @@
-"""Tests for 03_streaming_llm_integration.py: adapters, real SDKs against local stubs, pipeline, fallback."""
+"""03_streaming_llm_integration.py: adapters on hand-written provider transcripts (tests/data), the real
+SDKs against local stubs, the transform pipeline, fallback over A2A, and the script as a user runs it."""
 from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import os
 import subprocess
 import sys
@@ -12,14 +14,21 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from conftest import ROOT, library_noise, load_script, run_script
-from llm_stubs import LLMStub
+from llm_stubs import LLMStub, transcript_events, transcript_frames
 
-from streaming_kit import StrictStreamingClient, chunk_text, serve, text_message  # before python_a2a: fast import
+from streaming_kit import StrictStreamingClient, StreamingAgent, chunk_text, serve, text_message
 from python_a2a import A2AStreamingError
+from examples_support import llm_simulators
 
 SCRIPT = "03_streaming_llm_integration.py"
 bridge = load_script(SCRIPT)
-TOKENS = ["Hel", "lo", ",", " wor", "ld", "!"]
+TOKENS = ["Hel", "lo", ",", " wor", "ld", "!"]  # what each transcript in tests/data streams
+RECORDED = {provider: transcript_events(provider) for provider in bridge.PROVIDERS}
+# Each provider's documented error, as it arrives inside a stream.
+ERROR_EVENTS = {
+    "openai": {"error": {"type": "server_error", "message": "The server had an error while processing your request."}},
+    "anthropic": {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+    "bedrock": {"throttlingException": {"message": "Too many requests, please wait before trying again."}}}
 
 
 def collect(adapter, events) -> tuple[str, "bridge.ProviderRun"]:
@@ -27,26 +36,39 @@ def collect(adapter, events) -> tuple[str, "bridge.ProviderRun"]:
     run = bridge.ProviderRun("p", "m", simulated=True)
 
     async def go():
-        return "".join([piece async for piece in adapter(events, run)])
+        return "".join([piece async for piece in adapter(as_stream(events), run)])
     return asyncio.run(go()), run
 
 
-def transformed(transform, tokens: list[str]) -> list[str]:
-    async def source():
-        for token in tokens:
-            yield token
+def as_stream(events):
+    """A list as the async stream an SDK gives; anything else (an SDK stream) as it is."""
+    if not isinstance(events, list):
+        return events
 
+    async def stream():
+        for event in events:
+            yield event
+    return stream()
+
+
+def text_positions(provider: str, events: list[dict]) -> list[int]:
+    """Where the events that carry answer text are, in a provider's own shapes."""
+    def carries_text(event):
+        if provider == "openai":
+            return any((choice.get("delta") or {}).get("content") for choice in event.get("choices") or [])
+        return event.get("type") == "content_block_delta" if provider == "anthropic" else "contentBlockDelta" in event
+    return [i for i, event in enumerate(events) if carries_text(event)]
+
+
+def transformed(transform, tokens: list[str]) -> list[str]:
     async def go():
-        return [piece async for piece in transform(source())]
+        return [piece async for piece in transform(as_stream(tokens))]
     return asyncio.run(go())
 
 
-# ---------------------------------------------------------------- adapters on recorded event sequences
-RECORDED = {provider: make("model-x", TOKENS, 7)[0] for provider, make in bridge.SIMULATED_EVENTS.items()}
-
-
+# ---------------------------------------------------------------- adapters on the transcripts in tests/data
 @pytest.mark.parametrize("provider", bridge.PROVIDERS)
-def test_adapter_turns_recorded_events_into_text_stop_reason_and_usage(provider):
+def test_adapter_turns_a_transcript_into_text_stop_reason_and_usage(provider):
     text, run = collect(bridge.ADAPTERS[provider], RECORDED[provider])
     summary = run.summary()
     assert text == "Hello, world!"
@@ -79,13 +101,13 @@ def test_bedrock_adapter_reads_usage_from_metadata_after_message_stop():
 @pytest.mark.parametrize("provider, error_text", [
     ("openai", "server_error"), ("anthropic", "overloaded_error: Overloaded"), ("bedrock", "throttlingException")])
 def test_adapter_raises_on_the_providers_error_event_after_the_text_so_far(provider, error_text):
-    events, error_event = bridge.SIMULATED_EVENTS[provider]("model-x", TOKENS, 7)
-    cut = [i for i, e in enumerate(events) if bridge.is_text_event(e)][2]
+    events = RECORDED[provider]
+    cut = text_positions(provider, events)[2]
     got: list[str] = []
     run = bridge.ProviderRun(provider, "m", simulated=True)
 
     async def go():
-        async for piece in bridge.ADAPTERS[provider](events[:cut] + [error_event] + events[cut:], run):
+        async for piece in bridge.ADAPTERS[provider](as_stream(events[:cut] + [ERROR_EVENTS[provider]] + events[cut:]), run):
             got.append(piece)
     with pytest.raises(bridge.ProviderError, match=error_text):
         asyncio.run(go())
@@ -95,13 +117,13 @@ def test_adapter_raises_on_the_providers_error_event_after_the_text_so_far(provi
 @pytest.mark.parametrize("provider", bridge.PROVIDERS)
 def test_adapter_treats_a_stream_without_its_terminator_as_cut_off(provider):
     events = RECORDED[provider]
-    last_text = max(i for i, e in enumerate(events) if bridge.is_text_event(e))
+    last_text = text_positions(provider, events)[-1]
     with pytest.raises(bridge.ProviderError, match="cut off"):
         collect(bridge.ADAPTERS[provider], events[:last_text + 1])
 
 
 def with_stop_reason(provider: str, reason: str) -> list[dict]:
-    """The recorded stream of a provider, ending with its own name for `reason` instead of a normal end."""
+    """A provider's transcript, ending with its own name for `reason` instead of a normal end."""
     events = copy.deepcopy(RECORDED[provider])
     for event in events:
         for choice in event.get("choices") or []:
@@ -145,10 +167,10 @@ def test_openai_refusal_is_forwarded_with_stop_reason_refusal():
 # ---------------------------------------------------------------- the real SDKs against local stubs
 @pytest.fixture
 def stub(monkeypatch):
-    """Stub endpoints for all three providers, with the SDKs' environment pointing at them."""
+    """Stub endpoints for all three providers sending the transcripts verbatim, the SDKs pointed at them."""
     with LLMStub() as server:
         for provider in bridge.PROVIDERS:
-            server.events[provider] = RECORDED[provider]
+            server.frames[provider] = transcript_frames(provider)
         for name, value in stub_environment(server.url).items():
             monkeypatch.setenv(name, value)
         yield server
@@ -159,6 +181,12 @@ def stub_environment(url: str) -> dict[str, str]:
             "ANTHROPIC_API_KEY": "test", "ANTHROPIC_BASE_URL": url,
             "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": url}
+
+
+def scripted(stub: LLMStub, provider: str, events: list[dict], complete: bool = True) -> None:
+    """Have the stub send these event dicts (in the provider's framing) instead of the transcript."""
+    stub.frames.pop(provider)
+    stub.events[provider], stub.complete = events, complete
 
 
 @pytest.mark.timeout(30)
@@ -180,9 +208,8 @@ def test_real_openai_request_asks_for_usage(stub):
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("provider", bridge.PROVIDERS)
 def test_real_sdk_error_mid_stream_raises_after_the_text_so_far(stub, provider):
-    events, error_event = bridge.SIMULATED_EVENTS[provider]("model-x", TOKENS, 7)
-    cut = [i for i, e in enumerate(events) if bridge.is_text_event(e)][3]
-    stub.events[provider] = events[:cut] + [error_event]
+    events = RECORDED[provider]
+    scripted(stub, provider, events[:text_positions(provider, events)[3]] + [ERROR_EVENTS[provider]])
     got: list[str] = []
     run = bridge.ProviderRun(provider, "m", simulated=False)
 
@@ -197,7 +224,7 @@ def test_real_sdk_error_mid_stream_raises_after_the_text_so_far(stub, provider):
 
 @pytest.mark.timeout(30)
 def test_real_openai_sdk_refusal_is_forwarded(stub):
-    stub.events["openai"] = openai_refusal(REFUSAL)
+    scripted(stub, "openai", openai_refusal(REFUSAL))
     text, run = collect(bridge.openai_text, bridge.REAL_EVENTS["openai"]("hi"))
     assert text == "I can't help with that." and run.summary()["stop_reason"] == "refusal"
 
@@ -209,7 +236,7 @@ def test_real_sdk_that_stalls_counts_as_failed_and_the_next_provider_answers(stu
     # a thread: before the fix, closing its stream froze the agent until botocore's 60 s read timeout.
     stub.stall_after = 1
     backup = next(p for p in bridge.PROVIDERS if p != provider)
-    with serve(bridge.LLMBridgeAgent(real=[provider], pace=bridge.Pace(0, 0), stall_seconds=1)) as url:
+    with serve(bridge.LLMBridgeAgent(real=[provider], pace=llm_simulators.Pace(0, 0), stall_seconds=1)) as url:
         text, summary, error = ask(url, providers=[provider, backup])
     assert error is None and text and summary["provider"] == backup
     assert summary["failed_attempts"] == [f"{provider}: ProviderStalled: {provider} sent nothing for 1 s"]
@@ -217,8 +244,7 @@ def test_real_sdk_that_stalls_counts_as_failed_and_the_next_provider_answers(stu
 
 @pytest.mark.timeout(30)
 def test_real_openai_stream_cut_before_finish_is_an_error(stub):
-    stub.events["openai"] = RECORDED["openai"][:4]
-    stub.complete = False
+    scripted(stub, "openai", RECORDED["openai"][:4], complete=False)
     with pytest.raises(bridge.ProviderError, match="cut off"):
         collect(bridge.openai_text, bridge.REAL_EVENTS["openai"]("hi"))
 
@@ -313,14 +339,14 @@ def transformed_until_error(transform, tokens: list[str]) -> tuple[list[str], Ex
     async def source():
         for token in tokens:
             yield token
-        raise bridge.ProviderStreamError("provider failed; the answer is partial")
+        raise bridge.ProviderError("provider failed; the answer is partial")
 
     got: list[str] = []
 
     async def go():
         async for piece in transform(source()):
             got.append(piece)
-    with pytest.raises(bridge.ProviderStreamError) as raised:
+    with pytest.raises(bridge.ProviderError) as raised:
         asyncio.run(go())
     return got, raised.value
 
@@ -375,7 +401,7 @@ def ask(url: str, **options) -> tuple[str, dict | None, Exception | None]:
 
 @pytest.fixture(scope="module")
 def agent_url():
-    with serve(bridge.LLMBridgeAgent(pace=bridge.Pace(0, 0), stall_seconds=5)) as url:
+    with serve(bridge.LLMBridgeAgent(pace=llm_simulators.Pace(0, 0), stall_seconds=5)) as url:
         yield url
 
 
@@ -428,7 +454,7 @@ def test_non_streaming_answer_is_the_joined_stream_without_the_summary(agent_url
 
 @pytest.mark.timeout(30)
 def test_stop_sequence_ends_the_answer_and_is_reported_as_the_stop_reason():
-    with serve(bridge.LLMBridgeAgent(pace=bridge.Pace(0, 0), stop_sequences=[" was rotated"])) as url:
+    with serve(bridge.LLMBridgeAgent(pace=llm_simulators.Pace(0, 0), stop_sequences=[" was rotated"])) as url:
         text, summary, error = ask(url, providers=["anthropic"])
     assert error is None and text.endswith("the old key [redacted key]")
     assert summary["stop_reason"] == "stop_sequence"
@@ -460,45 +486,66 @@ def test_client_hang_up_closes_the_provider_stream(monkeypatch):
 
 
 # ---------------------------------------------------------------- the script as a user runs it
+def run_with_report(tmp_path, *args: str, env: dict | None = None) -> tuple:
+    """Run the script with --report; its result and the report it wrote (None if it wrote none)."""
+    report_file = tmp_path / "outcomes.json"
+    result = run_script(SCRIPT, *args, "--report", str(report_file), env=env)
+    return result, json.loads(report_file.read_text(encoding="utf-8")) if report_file.exists() else None
+
+
 @pytest.mark.timeout(120)
-def test_script_fast_run_offline():
-    result = run_script(SCRIPT, "--fast")
+def test_script_fast_run_offline(tmp_path):
+    result, report = run_with_report(tmp_path, "--fast")
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
-    assert library_noise(out + result.stderr) == []
-    assert "[redacted email]" in out and "[redacted key]" in out and "ops-team@example.com" not in out
+    assert library_noise(out + result.stderr) == [] and result.stderr == ""
+    assert out.strip().splitlines()[-1] == "Verdict: every scenario behaved as promised"
+    assert report["ok"] and report["problems"] == []
+    outcomes = {o["scenario"]: o for o in report["scenarios"]}
+    assert list(outcomes) == ["openai clean", "anthropic clean", "bedrock clean", "fallback", "openai fails mid-stream"]
+    for provider in bridge.PROVIDERS:
+        clean = outcomes[f"{provider} clean"]
+        assert clean["error"] is None and clean["summary"]["provider"] == provider and clean["summary"]["simulated"]
+        assert "[redacted email]" in clean["text"] and "[redacted key]" in clean["text"]
+        assert "ops-team@example.com" not in clean["text"] and "sk-demo" not in clean["text"]
+    fallback, partial = outcomes["fallback"], outcomes["openai fails mid-stream"]
+    assert fallback["summary"]["provider"] == "bedrock" and len(fallback["summary"]["failed_attempts"]) == 2
+    assert fallback["text"] == outcomes["bedrock clean"]["text"]  # once, nothing from the failed attempts
+    assert "the answer is partial" in partial["error"] and partial["summary"] is None
+    assert outcomes["openai clean"]["text"].startswith(partial["text"]) and partial["text"]
     assert "[partial answer: the stream ended with an error" in out
-    for row in ("openai clean", "anthropic clean", "bedrock clean", "fallback", "fails mid-stream"):
-        assert any(row in line and line.rstrip().endswith("  ok") for line in out.splitlines()), row
 
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("real", [("openai", "anthropic"), ("bedrock",)], ids=["openai+anthropic", "bedrock"])
-def test_script_real_mode_uses_the_sdks_against_stubs(real):
+def test_script_real_mode_uses_the_sdks_against_stubs(real, tmp_path):
     with LLMStub() as stub:
         for provider in bridge.PROVIDERS:
-            stub.events[provider] = RECORDED[provider]
+            stub.frames[provider] = transcript_frames(provider)
         # --stall-seconds 2: with a real answerer the fallback's simulated stall waits the full limit
         args = ["--fast", "--stall-seconds", "2"] + [arg for provider in real for arg in ("--provider", provider)]
-        result = run_script(SCRIPT, *args, env=stub_environment(stub.url))
+        result, report = run_with_report(tmp_path, *args, env=stub_environment(stub.url))
         called = {provider for provider, _, _ in stub.requests}
-    out = result.stdout
-    assert result.returncode == 0, out + result.stderr
-    assert library_noise(out + result.stderr) == []  # boto3's "INFO:botocore.credentials" included
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert library_noise(result.stdout + result.stderr) == []  # boto3's "INFO:botocore.credentials" included
     assert called == set(real)  # the providers not named stayed simulated
-    assert all(f"{provider} (real)" in out for provider in real)
-    assert "Hello, world!" in out
+    clean = {o["summary"]["provider"]: o for o in report["scenarios"] if o["scenario"].endswith(" clean")}
+    assert {p for p, o in clean.items() if not o["summary"]["simulated"]} == set(real)
+    assert all(clean[p]["text"] == "Hello, world!" for p in real)
 
 
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("args, env, complaint", [
     (["--provider", "mistral"], {}, "invalid choice"),
     (["--provider", "openai"], {"OPENAI_API_KEY": ""}, "set OPENAI_API_KEY"),
-    (["--stall-seconds", "0"], {}, "must be positive"),
-    (["--stall-seconds", "nan"], {}, "must be positive and finite"),  # float() takes it; a wait of nan never ends
+    (["--stall-seconds", "0"], {}, "above 0, got '0': it must be positive"),
+    (["--stall-seconds", "nan"], {}, "got 'nan': not a number"),  # float() takes it; a wait of nan never ends
+    (["--stall-seconds", "-1"], {}, "got '-1': a duration cannot be negative"),
     (["--provider", "bedrock"], {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "",
                                  "AWS_DEFAULT_REGION": "", "AWS_CONFIG_FILE": "/nonexistent"}, "set AWS_REGION"),
     (["--provider", "openai", "--url", "http://127.0.0.1:1"], {"OPENAI_API_KEY": "sk-test"}, "pass --provider to its"),
+    (["--port", "8103"], {}, "--port goes with --serve"),
+    (["--serve", "--report", "x.json"], {}, "--report belongs to the client run"),
 ])
 def test_script_rejects_bad_arguments(args, env, complaint):
     result = run_script(SCRIPT, *args, env=env)
@@ -508,11 +555,43 @@ def test_script_rejects_bad_arguments(args, env, complaint):
 
 def test_provider_without_its_sdk_installed_is_a_usage_error(monkeypatch, capsys):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
-    monkeypatch.setattr(bridge, "find_spec", lambda name: None)  # as if `pip install openai` never ran
+    monkeypatch.setattr(llm_simulators, "find_spec", lambda name: None)  # as if `pip install openai` never ran
     with pytest.raises(SystemExit) as exit_info:
         bridge.main(["--fast", "--provider", "openai"])
     assert exit_info.value.code == 2
     assert "the openai SDK is not installed: pip install openai" in capsys.readouterr().err
+
+
+@pytest.mark.timeout(60)
+def test_url_of_another_examples_agent_is_refused_in_one_line():
+    with serve(load_script("basic_streaming.py").WordStreamer(delay=0)) as url:
+        result = run_script(SCRIPT, "--url", url, "--fast")
+    assert (result.returncode, result.stdout) == (1, "")  # it used to print a table of "stream failed: no summary"
+    line, = result.stderr.splitlines()
+    assert f'{url} serves "Basic streaming agent", not "LLMBridgeAgent"' in line and len(line) < 160
+
+
+def test_a_dead_url_is_one_line_saying_cannot_connect():
+    with serve(bridge.LLMBridgeAgent(pace=llm_simulators.Pace(0, 0))) as url:
+        pass  # closed again: nothing answers there now
+    result = run_script(SCRIPT, "--url", url, "--fast")
+    assert (result.returncode, result.stdout) == (1, "")
+    line, = result.stderr.splitlines()
+    assert line.startswith(f"error: cannot connect to {url}: is the server running?")
+
+
+@pytest.mark.timeout(60)
+def test_an_answer_without_the_summary_chunk_says_what_happened(capsys):
+    class NoSummary(StreamingAgent):  # streams text, ends cleanly, never sends the summary
+        async def stream_response(self, message):
+            yield "an answer "
+
+    with serve(NoSummary()) as url:
+        assert asyncio.run(bridge.scenarios(url, short_stall=0.2)) == 1
+    verdict = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "no summary" not in verdict
+    assert verdict.startswith("Verdict: FAILED - openai clean: the stream ended without the summary chunk "
+                              "(provider, tokens, stop reason) that this demo's agent sends last")
 
 
 @pytest.mark.timeout(120)

@@ -38,12 +38,39 @@ def test_client_exits_1_when_the_answer_arrives_changed(capsys):
     assert "changed" in out and "1 chunks, 14 characters" in out  # counts what arrived, not what was expected
 
 
+class BreaksAfterTwoWords(basic.WordStreamer):
+    """basic's agent (same card name) whose stream fails after two words."""
+
+    async def stream_response(self, message):
+        yield "two "
+        yield "words "
+        raise RuntimeError("the model went away")
+
+
 def test_an_error_starts_on_its_own_line():
+    with kit.serve(BreaksAfterTwoWords(delay=0)) as url:
+        result = run_script("basic_streaming.py", "--url", url)
+    assert result.returncode == 1 and result.stdout.endswith("A: two words \n")  # the answer's line is ended
+    assert result.stderr.startswith("error: ") and "the model went away" in result.stderr
+
+
+def test_a_dead_url_is_one_line_saying_cannot_connect():
     with kit.serve(basic.WordStreamer()) as url:
         pass  # closed again: nothing answers there now
     result = run_script("basic_streaming.py", "--url", url)
-    assert result.returncode == 1 and result.stdout.endswith("A: \n")  # the answer's line is ended
-    assert result.stderr.startswith("error: cannot connect")
+    assert (result.returncode, result.stdout) == (1, "")
+    assert result.stderr.startswith(f"error: cannot connect to {url}: is the server running?")
+    assert result.stderr.count("\n") == 1
+
+
+def test_url_of_another_examples_agent_is_refused_in_one_line():
+    explainer = load_script("01_basic_streaming.py").ExplainerAgent(0, 0)
+    with kit.serve(explainer) as url:
+        result = run_script("basic_streaming.py", "--url", url)
+    assert (result.returncode, result.stdout) == (1, "")
+    line, = result.stderr.splitlines()
+    assert line == (f'error: {url} serves "Streaming explainer", not "Basic streaming agent": '
+                    "point --url at python basic_streaming.py --serve")
 
 
 def test_a_reader_that_goes_away_ends_the_demo_quietly():
@@ -73,10 +100,14 @@ def test_serve_and_url_work_from_two_processes():
     assert "Stopped." in server.stdout.read()
 
 
-def test_bad_arguments_exit_2_with_a_usage_message():
-    result = run_script("basic_streaming.py", "--url", "localhost:8100")
+@pytest.mark.parametrize("args, complaint", [
+    (["--url", "localhost:8100"], "expected http://host:port"),
+    (["--port", "8100"], "--port goes with --serve"),
+    (["--host", "127.0.0.1", "--url", "http://127.0.0.1:8100"], "--host goes with --serve")])
+def test_bad_arguments_exit_2_with_a_usage_message(args, complaint):
+    result = run_script("basic_streaming.py", *args)
     assert result.returncode == 2
-    assert "expected http://host:port" in result.stderr
+    assert complaint in result.stderr
 
 
 def test_help_shows_an_example_command_line():
