@@ -18,6 +18,7 @@ from typing import Any, AsyncIterator, Callable, Iterator, Optional
 from .patches import a2a_http, replace_view
 from .messages import RequestProblem, _sse, chunk_text, parse_stream_request
 from flask import Response, jsonify, request
+from werkzeug.exceptions import ClientDisconnected
 from werkzeug.serving import WSGIRequestHandler, make_server
 from python_a2a import A2AServer, Message, MessageRole, TextContent
 
@@ -165,14 +166,14 @@ class _AgentRun:
     """
 
     def __init__(self, agen: AsyncIterator, context: Optional[contextvars.Context] = None,
-                 capacity: int = HANDOFF_CHUNKS):
+                 capacity: Optional[int] = None):
         self.stop_reason: Optional[str] = None
         self._agent_loop = agent_loop()
         self._loop = self._agent_loop.loop
         self._lock = threading.Lock()
         self._arrived = threading.Condition(self._lock)
         self._ready: collections.deque = collections.deque()
-        self._capacity = capacity
+        self._capacity = capacity or HANDOFF_CHUNKS
         self._end: Optional[BaseException] = None  # set once the generator is over
         self._space: Optional[asyncio.Future] = None  # what the agent awaits while the buffer is full
         self._children: set[asyncio.Task] = set()
@@ -415,8 +416,8 @@ class StreamingAgent(A2AServer):
         request.max_content_length = self.max_body_bytes + 1  # a body without a length stops there
         try:
             raw = request.get_data(cache=True)  # cached: python-a2a's own views may read it again
-        except TimeoutError:  # serve()'s read timeout: the body stopped arriving
-            raise RequestProblem(408, "request body not received in time") from None
+        except (TimeoutError, ClientDisconnected):  # serve()'s read timeout, or a cut connection
+            raise RequestProblem(408, "request body not received in full") from None
         if len(raw) > self.max_body_bytes:
             raise too_big
         try:
