@@ -36,10 +36,10 @@ def read_until(sock: socket.socket, marker: bytes) -> bytes:
     return data
 
 
-def open_stream(url: str, text: str = "go", extra: bytes = b"") -> socket.socket:
-    """A raw /stream request (plus any bytes sent after it), read up to the first chunk."""
+def open_stream(url: str, text: str = "go") -> socket.socket:
+    """A raw /stream request, read up to the first chunk."""
     sock = connect(url)
-    sock.sendall(stream_request(text) + extra)
+    sock.sendall(stream_request(text))
     assert b'"index": 0' in read_until(sock, b'"index": 0'), "the stream did not start"
     return sock
 
@@ -187,7 +187,8 @@ def test_the_read_timeout_does_not_cut_a_quiet_stream():
 def test_hang_up_closes_an_idle_agent_even_after_extra_bytes(extra):
     agent = GatedAgent()  # parked at its gate: idle until the test opens it
     with kit.serve(agent) as url:
-        sock = open_stream(url, "1", extra)
+        sock = open_stream(url, "1")
+        sock.sendall(extra)  # after the server has read the request: these wait in the socket
         sock.close()
         assert eventually(lambda: agent.closed == 1, seconds=5), "the agent kept running after the client left"
 
