@@ -489,6 +489,10 @@ class _RequestHandler(WSGIRequestHandler):
     disable_nagle_algorithm = True
     timeout = READ_TIMEOUT_SECONDS
 
+    def finish(self) -> None:
+        with contextlib.suppress(OSError):  # the client left with output still buffered: nobody to tell
+            super().finish()
+
     def log_error(self, format: str, *args: Any) -> None:
         if "timed out" not in format:  # a closed slow request is routine, not an error to print
             super().log_error(format, *args)
