@@ -8,18 +8,22 @@ README ("What the kit fixes").
     server.py   StreamingAgent, serve()            client.py  StrictStreamingClient
     tasks.py    TaskStreamingAgent/Client           a2a.py     the official A2A shapes
     messages.py message and chunk helpers           patches.py every change made to python-a2a
+    rpc.py      the A2A JSON-RPC endpoints          asgi.py    the same agents on an asyncio server
 """
 from .patches import PatchTargetMissing, quiet  # first: loads python_a2a quickly, applies the patches
 from .messages import (RequestProblem, StreamTruncatedError, chunk_text, message_text, parse_stream_request,
                        text_message)
-from .server import HANGUP, KEEPALIVE_SECONDS, MAX_BODY_BYTES, StreamingAgent, last_event_id, serve
+from .server import (HANGUP, KEEPALIVE_SECONDS, MAX_BODY_BYTES, ServerBusy, StreamingAgent, default_max_streams,
+                     last_event_id, serve)
+from .asgi import asgi_app, serve_asgi
 from .client import StrictStreamingClient
 from .a2a import FINAL_STATES, a2a_state
 from .tasks import TaskStreamingAgent, TaskStreamingClient, TaskUpdate, artifact_text
 from python_a2a import A2AConnectionError, A2AError, A2AResponseError, A2AStreamingError
 
 __all__ = ["A2AConnectionError", "A2AError", "A2AResponseError", "A2AStreamingError", "FINAL_STATES",
-           "HANGUP", "KEEPALIVE_SECONDS", "MAX_BODY_BYTES", "PatchTargetMissing", "RequestProblem",
+           "HANGUP", "KEEPALIVE_SECONDS", "MAX_BODY_BYTES", "PatchTargetMissing", "RequestProblem", "ServerBusy",
            "StreamTruncatedError", "StreamingAgent", "StrictStreamingClient", "TaskStreamingAgent",
            "TaskStreamingClient", "TaskUpdate", "a2a_state", "artifact_text", "chunk_text", "last_event_id",
-           "message_text", "parse_stream_request", "quiet", "serve", "text_message"]
+           "message_text", "parse_stream_request", "quiet", "serve", "text_message", "asgi_app", "serve_asgi",
+           "default_max_streams"]

@@ -19,7 +19,6 @@ import threading
 import weakref
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, Optional
 
-from . import patches  # noqa: F401
 from .messages import RequestProblem, _sse, chunk_text, parse_last_event_id, parse_stream_request
 from .rpc import CARD_PATHS, SSE_HEADERS, A2ARequests, Reply
 from .server import HANGUP, StreamingAgent
@@ -137,14 +136,18 @@ class ASGIApp:
         try:
             message = parse_stream_request(await self._body(receive, scope))
             after = parse_last_event_id(_header(scope, "last-event-id"))
+            run = self.agent._admit(lambda: _Stream(self.agent.stream_response(message)))  # or ServerBusy: 503
         except RequestProblem as problem:
-            return await _send_json(send, problem.status, {"error": str(problem)})
-        await _send_sse(send, receive, self._agent_events(message, -1 if after is None else after))
+            retry = {"Retry-After": "1"} if problem.status == 503 else {}
+            return await _send_json(send, problem.status, {"error": str(problem)}, retry)
+        try:
+            await _send_sse(send, receive, self._agent_events(run, -1 if after is None else after))
+        finally:  # also when the client left before the first event: the run is ended either way
+            await run.close()  # the agent's finally blocks have run before the stream counts as over
+            self.agent._untrack(run)
 
-    async def _agent_events(self, message: Message, after: int) -> AsyncIterator[str]:
+    async def _agent_events(self, run: _Stream, after: int) -> AsyncIterator[str]:
         """The agent's chunks as SSE, numbered, then the lastChunk marker (or an error event)."""
-        run = _Stream(self.agent.stream_response(message))
-        self.agent._track(run)
         getter: Optional[asyncio.Future] = None
         index = 0
         try:
@@ -174,8 +177,6 @@ class ASGIApp:
         finally:
             if getter is not None:
                 getter.cancel()
-            await run.close()  # the agent's finally blocks have run before the stream counts as over
-            self.agent._untrack(run)
 
     # -- A2A JSON-RPC and python-a2a's task endpoints
     async def _rpc(self, scope: dict, receive: Receive, send: Send) -> None:

@@ -31,7 +31,7 @@ from . import a2a
 from .a2a import FINAL_STATES, a2a_state, utc_timestamp
 from .client import StrictStreamingClient
 from .messages import RequestProblem, StreamTruncatedError, _RpcProblem, chunk_text, parse_stream_request
-from .server import HANGUP, StreamingAgent
+from .server import HANGUP, StreamingAgent, agent_loop
 from python_a2a import A2AConnectionError, A2AResponseError, Message, StreamingClient, Task, TaskState
 
 ANSWER_ARTIFACT = "answer"  # the artifactId of a plain agent's streamed text
@@ -210,8 +210,9 @@ class _RunningTask:
 
 
 class TaskEngine:
-    """All tasks of one agent: one event loop in a daemon thread runs every task's work; request
-    threads call in with call(). max_running bounds the tasks at work at once (past it: 503)."""
+    """All tasks of one agent, run on one event loop: the process's agent loop (a daemon thread that
+    also runs every /stream) when request threads call in with call(), or an asyncio server's own loop
+    (adopt_running_loop). max_running bounds the tasks at work at once (past it: 503)."""
 
     keepalive_seconds = 15.0
     cancel_wait_seconds = 10.0
@@ -224,28 +225,23 @@ class TaskEngine:
         self.running: dict[str, _RunningTask] = {}
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # this engine, in leases
         self._lease_keeper: Optional[asyncio.Task] = None
-        self.loop = asyncio.new_event_loop()
-        self._thread: Optional[threading.Thread] = None
-        self._starting = threading.Lock()
+        self.loop: Optional[asyncio.AbstractEventLoop] = None  # chosen on first use (see below)
+        self._choosing = threading.Lock()
 
     def adopt_running_loop(self) -> None:
-        """Run the tasks on the caller's event loop (an asyncio server's) instead of a thread of their own."""
+        """Run the tasks on the caller's event loop (an asyncio server's) instead of the agent loop thread."""
         loop = asyncio.get_running_loop()
-        with self._starting:
-            if self.loop is loop:
-                return
-            if self._thread is not None or self.running:
+        with self._choosing:
+            if self.loop is None:
+                self.loop = loop
+            elif self.loop is not loop:
                 raise RuntimeError("this agent's tasks already run on another loop: serve it by one path at a time")
-            self.loop.close()
-            self.loop, self._thread = loop, threading.current_thread()
 
     def call(self, coroutine: Any, timeout: Optional[float] = None) -> Any:
         """Run a coroutine on the task loop from a request thread and wait for its result."""
-        with self._starting:  # the loop's thread starts with the first task request, not with the agent
-            if self._thread is None:
-                self._thread = threading.Thread(target=self.loop.run_forever, daemon=True,
-                                                name=f"tasks of {self.agent.agent_card.name}")
-                self._thread.start()
+        with self._choosing:  # request threads: the process's agent loop, which also runs every /stream
+            if self.loop is None:
+                self.loop = agent_loop().loop
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
     # -- on the task loop
