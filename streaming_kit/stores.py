@@ -50,7 +50,11 @@ def _dump(value: dict) -> str:
 
 
 class TaskLog:
-    """The interface every store implements (see the module docstring)."""
+    """The interface every store implements (see the module docstring).
+
+    Bounds: max_events per task (past it append raises TaskLogFull; the last slot is kept for a
+    final event) and keep_seconds, how long a finished task stays readable before it expires.
+    """
 
     def __init__(self, max_events: int = MAX_EVENTS, keep_seconds: float = KEEP_SECONDS):
         if max_events < 2:
@@ -111,6 +115,8 @@ class TaskLog:
 
     def _check_append(self, task_id: str, last: int, was_final: bool, seq: int, final: bool) -> None:
         """The rules both stores enforce before writing event `seq`."""
+        if type(seq) is not int:
+            raise ValueError(f"task {task_id}: an event seq is an int, got {seq!r}")
         if was_final:
             raise ValueError(f"task {task_id} has ended: nothing can follow its final event")
         if seq != last + 1:
@@ -118,6 +124,16 @@ class TaskLog:
         if seq >= self.max_events - (0 if final else 1):
             raise TaskLogFull(f"task {task_id} has reached max_events={self.max_events}; only a final "
                               f"event fits (raise max_events for longer tasks)")
+
+    @staticmethod
+    def _check_read(after: int) -> None:
+        if type(after) is not int or after < -1:
+            raise ValueError(f"after must be an event seq, or -1 for the start; got {after!r}")
+
+    @staticmethod
+    def _check_ttl(ttl: float) -> None:
+        if not (isinstance(ttl, (int, float)) and math.isfinite(ttl) and ttl > 0):
+            raise ValueError(f"a lease ttl is a positive, finite number of seconds; got {ttl!r}")
 
 
 # ---------------------------------------------------------------- one process
@@ -131,7 +147,10 @@ class _MemoryTask:
 
 
 class MemoryTaskLog(TaskLog):
-    """The log in this process's memory. Use it from one event loop (BlockingTaskLog gives threads one)."""
+    """The log in this process's memory. Use it from one event loop (BlockingTaskLog gives threads one).
+
+    max_finished: finished tasks kept; past it the one that finished first goes (running ones never).
+    """
 
     def __init__(self, max_events: int = MAX_EVENTS, keep_seconds: float = KEEP_SECONDS,
                  max_finished: int = MAX_FINISHED):
@@ -158,6 +177,7 @@ class MemoryTaskLog(TaskLog):
         task.changed = asyncio.Event()
 
     async def read(self, task_id: str, after: int, timeout: float) -> list[dict]:
+        self._check_read(after)
         task = self._task(task_id)
         if len(task.events) <= after + 1 and not task.final:
             try:
@@ -175,6 +195,7 @@ class MemoryTaskLog(TaskLog):
         return self._task(task_id).final
 
     async def hold_lease(self, task_id: str, owner: str, ttl: float) -> bool:
+        self._check_ttl(ttl)
         holder = await self.lease_holder(task_id)
         if holder not in (None, owner):
             return False
@@ -228,7 +249,8 @@ class RedisTaskLog(TaskLog):
     keep_seconds on the task's keys: Redis itself bounds how many finished tasks are kept.
     Writes that must happen together run in a MULTI/EXEC transaction guarded by WATCH, so a
     second writer (a replica that took over) makes the other one fail instead of interleaving.
-    Not for Redis Cluster: a transaction spans a task's keys and the unfinished set.
+    Not for Redis Cluster: a transaction spans a task's keys and the unfinished set. Give Redis a
+    maxmemory-policy of noeviction (the default) or volatile-*: allkeys-* could evict a running task.
 
     Each waiting read() holds one pooled connection for up to its timeout (XREAD BLOCK).
     The client is bound to the event loop it is first used on (BlockingTaskLog gives threads one).
@@ -287,6 +309,7 @@ class RedisTaskLog(TaskLog):
             raise ValueError(f"task {task_id} was written by another writer meanwhile") from None
 
     async def read(self, task_id: str, after: int, timeout: float) -> list[dict]:
+        self._check_read(after)
         events, snap, _ = self._keys(task_id)
         async with self.redis.pipeline(transaction=False) as pipe:  # one round trip for both
             pipe.hget(snap, "final")
@@ -315,6 +338,7 @@ class RedisTaskLog(TaskLog):
         return _text(final) == "1"
 
     async def hold_lease(self, task_id: str, owner: str, ttl: float) -> bool:
+        self._check_ttl(ttl)
         lease = self._keys(task_id)[2]
         for _ in range(3):  # WATCH fails if the key changed (or expired) meanwhile: look again
             try:
@@ -373,6 +397,8 @@ class BlockingTaskLog:
 
     def __getattr__(self, name: str):
         method = getattr(self.log, name)  # AttributeError for a name the log does not have
+        if not asyncio.iscoroutinefunction(method):
+            return method  # a plain attribute (max_events ...) as it is
 
         def call(*args: Any, **kwargs: Any) -> Any:
             return asyncio.run_coroutine_threadsafe(method(*args, **kwargs), self._loop).result()

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from examples_support.services import ServiceMissing, find_program, private_redis
-from streaming_kit.stores import (BlockingTaskLog, MemoryTaskLog, RedisTaskLog, TaskIdInUse, TaskLogFull,
+from streaming_kit.stores import (MAX_EVENTS, BlockingTaskLog, MemoryTaskLog, RedisTaskLog, TaskIdInUse, TaskLogFull,
                                   TaskNotFound)
 
 
@@ -195,7 +195,7 @@ def test_threads_use_the_log_through_blocking_task_log(replicas):
             log.append("t", seq, event(seq), task(seq), final=seq == 9)
         thread.join(timeout=30)
         assert [e["seq"] for e in received] == list(range(10))
-        assert log.is_final("t")
+        assert log.is_final("t") and log.max_events == MAX_EVENTS
     finally:
         log.close()
 
@@ -248,6 +248,21 @@ def test_a_task_id_is_used_once(replicas):
             await second.start("t", event(0), task(0))
         assert await second.read("t", -1, timeout=0) == [event(0), event(1)]
     run(scenario, *replicas.open(2))
+
+
+def test_bad_arguments_are_refused_before_anything_is_written(replicas):
+    async def scenario(log):
+        await log.start("t", event(0), task(0))
+        for after in (-2, "0", 1.0, None):
+            with pytest.raises(ValueError, match="after must be"):
+                await log.read("t", after, timeout=0)
+        for ttl in (0, -1, float("nan"), float("inf")):
+            with pytest.raises(ValueError, match="ttl"):
+                await log.hold_lease("t", "replica-a", ttl)
+        with pytest.raises(ValueError, match="is an int"):
+            await log.append("t", 1.0, event(1), task(1))
+        assert await log.snapshot("t") == (0, task(0)) and await log.lease_holder("t") is None
+    run(scenario, *replicas.open())
 
 
 def test_an_unknown_task_is_not_found(replicas):
