@@ -92,16 +92,20 @@ def test_an_agent_error_counts_as_a_failed_stream(metered):
 def test_an_open_stream_shows_and_pings_are_not_chunks(metered):
     agent, url = metered
 
-    async def hold_until_pinged():
+    async def hold_until_pinged() -> tuple[float, list[bytes]]:
+        open_while_held, lines = None, []
         async with aiohttp.ClientSession() as session:
             async with session.post(f"{url}/stream", json={"content": {"type": "text", "text": "hold"}}) as response:
                 async for line in response.content:
-                    if line.startswith(b": ping"):
-                        assert scrape(url)["a2a_streams_open"] == 1
+                    lines.append(line)
+                    if line.startswith(b": ping") and open_while_held is None:
+                        open_while_held = (await asyncio.to_thread(scrape, url))["a2a_streams_open"]
                         agent.release.set()
-    asyncio.run(hold_until_pinged())
+        return open_while_held, lines
+    open_while_held, lines = asyncio.run(hold_until_pinged())
+    assert open_while_held == 1 and b'"lastChunk": true' in lines[-2]
     m = scrape(url)
-    assert m["a2a_chunks_sent_total"] == 1 and m["a2a_streams_completed_total"] == 1
+    assert m["a2a_chunks_sent_total"] == 1 and m["a2a_streams_completed_total"] == 1 and m["a2a_streams_open"] == 0
 
 
 def test_a_client_that_hangs_up_counts_as_disconnected(metered):
