@@ -58,12 +58,16 @@ class _AgentRun:
         """
         if self.stop_reason:
             raise asyncio.CancelledError
-        if self._getter is None or self._getter.done():
+        if self._getter is None:
             if not self._handoff.empty():  # handed over while the loop last ran: no need to run it
                 return self._unpack(self._handoff.get_nowait())
             self._getter = self.loop.create_task(self._handoff.get())
-        done, _ = self.loop.run_until_complete(asyncio.wait({self._getter}, timeout=idle_seconds))
-        return self._unpack(self._getter.result()) if done else _PING
+        if not self._getter.done():  # done already: it took a chunk just after the last wait timed out
+            self.loop.run_until_complete(asyncio.wait({self._getter}, timeout=idle_seconds))
+            if not self._getter.done():
+                return _PING
+        getter, self._getter = self._getter, None
+        return self._unpack(getter.result())
 
     def _unpack(self, item: tuple[bool, Any]) -> Any:
         is_chunk, value = item
