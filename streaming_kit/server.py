@@ -311,6 +311,7 @@ class StreamingAgent(A2AServer):
     keepalive_seconds: float = KEEPALIVE_SECONDS
     max_body_bytes: int = MAX_BODY_BYTES
     max_streams: Optional[int] = None  # concurrent /stream responses + running tasks; None: default_max_streams()
+    metrics: bool = False  # True: count streams, chunks and latencies, served at /metrics (Prometheus text)
     task_log: Any = None  # where task events are kept (streaming_kit.tasks.MemoryTaskLog when None)
     max_running_tasks: Optional[int] = 1000  # tasks at work at once; past it a new one gets 503 (None: no bound)
 
@@ -351,6 +352,9 @@ class StreamingAgent(A2AServer):
         replace_view(app, "handle_streaming_request", self._stream_view)
         from .rpc import FlaskViews  # the A2A JSON-RPC views and the card (rpc.py builds on this module)
         FlaskViews(self, app)
+        if self.metrics:
+            from .metrics import metrics_for
+            metrics_for(self).add_route(app)
 
     @property
     def live_streams(self) -> int:
@@ -403,7 +407,11 @@ class StreamingAgent(A2AServer):
             return problem_response(problem)
         run.watch_for_hangup(request.environ.get("werkzeug.socket") or request.environ.get("gunicorn.socket"))
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-        response = Response(self._sse_events(run, after), mimetype="text/event-stream", headers=headers)
+        events = self._sse_events(run, after)
+        if self.metrics:
+            from .metrics import metrics_for
+            events = metrics_for(self).track(events)
+        response = Response(events, mimetype="text/event-stream", headers=headers)
         response.call_on_close(lambda: self._end_run(run))  # also when the body is never iterated
         return response
 
