@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import re
 import socket
 import threading
 import time
 import urllib.request
-from typing import Any, AsyncIterator, Callable, Iterator, Optional
+from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Optional
 
 from .patches import a2a_http, replace_view
+from .guard import JSONErrorRequestHandler, install_guard, parse_json_body
 from .messages import RequestProblem, _sse, chunk_text, parse_stream_request
 from flask import Response, jsonify, request
 from werkzeug.serving import make_server
@@ -139,8 +139,12 @@ class StreamingAgent(A2AServer):
 
     keepalive_seconds: float = KEEPALIVE_SECONDS
     max_body_bytes: int = MAX_BODY_BYTES
+    allowed_origins: tuple = ()  # web pages on other origins that may call this agent (guard.py)
+    allowed_hosts: tuple = ()  # Host names to answer besides the served address and loopback
 
-    def __init__(self, name: Optional[str] = None, description: Optional[str] = None, **kwargs: Any):
+    def __init__(self, name: Optional[str] = None, description: Optional[str] = None,
+                 allowed_origins: Iterable[str] = (), allowed_hosts: Iterable[str] = (), **kwargs: Any):
+        self.allowed_origins, self.allowed_hosts = tuple(allowed_origins), tuple(allowed_hosts)
         kwargs.setdefault("url", "http://127.0.0.1")  # serve() puts the real address in the card
         super().__init__(name=name or type(self).__name__,
                          description=description or (type(self).__doc__ or "").strip().split("\n")[0],
@@ -165,6 +169,7 @@ class StreamingAgent(A2AServer):
         """Adds python-a2a's A2A routes, then swaps in the kit's /stream view (§7)."""
         super().setup_routes(app)
         replace_view(app, "handle_streaming_request", self._stream_view)
+        install_guard(app, self)  # same-origin, known Host, JSON bodies within limits, JSON errors
 
     @property
     def live_streams(self) -> int:
@@ -214,10 +219,7 @@ class StreamingAgent(A2AServer):
         raw = request.get_data(cache=True)  # cached: python-a2a's own views may read it again
         if len(raw) > self.max_body_bytes:
             raise too_big
-        try:
-            return json.loads(raw)
-        except ValueError:
-            raise RequestProblem(400, "request body is not valid JSON") from None
+        return parse_json_body(raw)  # InvalidJSON (400): not JSON, NaN/Infinity, nested too deep
 
     def _sse_events(self, message: Message, after: int, sock: Any) -> Iterator[str]:
         """Run the agent's async generator and frame each chunk as SSE, then the lastChunk marker."""
@@ -268,7 +270,8 @@ def serve(agent: A2AServer, host: str = "127.0.0.1", port: int = 0) -> Iterator[
     # Bind the socket here: werkzeug would print and sys.exit(1) on a busy port; this raises OSError.
     listener = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
     try:
-        server = make_server(host, port, a2a_http.create_flask_app(agent), threaded=True, fd=listener.fileno())
+        server = make_server(host, port, a2a_http.create_flask_app(agent), threaded=True, fd=listener.fileno(),
+                             request_handler=JSONErrorRequestHandler)
     finally:
         listener.close()  # werkzeug works on its own duplicate of the socket
     url = f"http://[{host}]:{server.port}" if ":" in host else f"http://{host}:{server.port}"
