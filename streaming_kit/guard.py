@@ -131,10 +131,13 @@ def _body_refusal(max_bytes: int) -> Optional[Response]:
         return _error(413, f"request body over {max_bytes} bytes")
     if not request.is_json:  # text/plain and forms need no CORS preflight: a web page could send them
         return _error(415, "send the body as JSON, with Content-Type: application/json")
-    request.max_content_length = max_bytes  # a body without a length is cut here (413)
+    request.max_content_length = max_bytes + 1  # werkzeug stops reading a body without a length there
     if _is_python_a2a_view(request.endpoint):  # they answer 500 to a bad body; the kit's views check it
+        raw = request.get_data(cache=True)
+        if len(raw) > max_bytes:
+            return _error(413, f"request body over {max_bytes} bytes")
         try:
-            if not isinstance(parse_json_body(request.get_data(cache=True)), dict):
+            if not isinstance(parse_json_body(raw), dict):
                 return _error(400, "request body must be a JSON object")
         except InvalidJSON as problem:
             return _error(400, str(problem))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, library_noise, load_script, run_script
+from conftest import ROOT, eventually, library_noise, load_script, run_script
 
 SCRIPT = "05_streaming_ui_integration.py"
 ui = load_script(SCRIPT)
@@ -498,6 +498,7 @@ def web(browser):
         url = stack.enter_context(serve(agent))
         proxy = DroppableProxy(int(url.rsplit(":", 1)[1]))
         stack.callback(proxy.close)
+        agent.allowed_hosts = (f"127.0.0.1:{proxy.port}",)  # the page's Host is the proxy's, as behind any proxy
         context = browser.new_context(viewport={"width": 900, "height": 860})
         stack.callback(context.close)
         page = context.new_page()
@@ -608,7 +609,8 @@ def test_ask_during_a_stream_cancels_it_and_no_control_acts_while_connecting(web
     wait_for_session(first, lambda s: s.generator_closed)  # Ask cancelled the stream it replaced
     assert first.state == "cancelled"
     page.wait_for_function("() => document.body.dataset.state === 'connecting'")
-    assert len(held_starts) == 1
+    # the start is sent after the cancel's reply: let Playwright deliver it to the route handler
+    assert eventually(lambda: held_starts or page.wait_for_timeout(10)) and len(held_starts) == 1
     held_starts[0].continue_()
     page.wait_for_function("old => document.body.dataset.session !== old", arg=first.id)
     wait_for_text(page, first_chunks(5, "And a second question?"))
