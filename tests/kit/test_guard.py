@@ -160,27 +160,30 @@ def test_a_body_over_max_body_bytes_gets_413_before_it_is_read(path):
 
 
 # ---------------------------------------------------------------- every bad request: 4xx JSON, never 500 or HTML
-DEEP = b"[" * 100_000 + b"]" * 100_000
-BAD_BODIES = {
-    "nested 100,000 deep": DEEP,
+BAD_VALUES = {  # each inside an otherwise valid request: only the value itself can be the reason to refuse
+    "nested 100,000 deep": b"[" * 100_000 + b"]" * 100_000,
     "nested 65 deep": b'{"a": ' * 65 + b"1" + b"}" * 65,
-    "NaN id": b'{"jsonrpc": "2.0", "id": NaN, "method": "tasks/send", "params": {}}',
-    "Infinity": b'{"id": Infinity}',
-    "-Infinity": b'{"id": -Infinity}',
-    "1e999": b'{"id": 1e999}',
-    "5,000-digit integer": b'{"id": ' + b"7" * 5000 + b"}",
-    "not UTF-8": b'{"id": "\xff\xfe"}',
+    "NaN": b"NaN",
+    "Infinity": b"Infinity",
+    "-Infinity": b"-Infinity",
+    "1e999": b"1e999",
+    "5,000-digit integer": b"7" * 5000,
+    "not UTF-8": b'"\xff\xfe"',
 }
 
 
+def with_extra(body: bytes, value: bytes) -> bytes:
+    """body (a JSON object) with one more member whose value is the raw JSON text value."""
+    return body[:-1] + b', "extra": ' + value + b"}"
+
+
 @pytest.mark.parametrize("path", ["/stream", "/tasks/send", "/tasks/cancel"])
-@pytest.mark.parametrize("name", BAD_BODIES)
+@pytest.mark.parametrize("name", BAD_VALUES)
 def test_bad_json_gets_400_json_on_every_endpoint(served, path, name):
     agent, url = served
-    status, headers, payload = post(url, path, BAD_BODIES[name])
-    assert status == 400, (status, payload[:300])
-    json_error(status, headers, payload)
-    assert agent.runs == 0
+    status, headers, payload = post(url, path, with_extra(MESSAGE if path == "/stream" else TASK, BAD_VALUES[name]))
+    assert status == 400 and "JSON" in json_error(status, headers, payload), (status, payload[:300])
+    assert agent.runs == 0 and agent.tasks == {}
 
 
 @pytest.mark.parametrize("path", ["/tasks/send", "/tasks/get"])
@@ -247,9 +250,9 @@ def test_parse_json_body_accepts_json_and_refuses_the_rest_as_invalid_json():
     assert parse_json_body(b'{"a": [1, 2.5, "x", null, true]}') == {"a": [1, 2.5, "x", None, True]}
     nested = "[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH
     assert parse_json_body(nested) is not None  # exactly at the limit
-    for name, body in BAD_BODIES.items():
+    for name, value in BAD_VALUES.items():
         with pytest.raises(InvalidJSON) as caught:
-            parse_json_body(body)
+            parse_json_body(with_extra(TASK, value))
         assert isinstance(caught.value, RequestProblem) and caught.value.status == 400, name
     for body in (b"", b"{", b"{'a': 1}", b"[1,]"):
         with pytest.raises(InvalidJSON):
