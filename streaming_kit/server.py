@@ -256,7 +256,8 @@ class StreamingAgent(A2AServer):
 def last_event_id() -> Optional[int]:
     """The request's Last-Event-ID as a number (None when absent); RequestProblem(400) if not one."""
     value = request.headers.get("Last-Event-ID", "").strip()
-    if value and not re.fullmatch(r"[0-9]+", value):  # no sign, ASCII digits only ("²" passes str.isdigit)
+    # no sign, ASCII digits only ("²" passes str.isdigit), at most 18 (int() of 4,301+ digits raises)
+    if value and not re.fullmatch(r"[0-9]{1,18}", value):
         raise RequestProblem(400, "Last-Event-ID must be the number of the last event received")
     return int(value) if value else None
 

@@ -13,7 +13,7 @@ import threading
 import pytest
 
 from conftest import stock_agent_class
-from streaming_kit import RequestProblem, StreamingAgent, serve
+from streaming_kit import RequestProblem, StreamingAgent, TaskStreamingAgent, TaskUpdate, serve
 from streaming_kit.guard import MAX_JSON_DEPTH, InvalidJSON, parse_json_body
 
 MESSAGE = json.dumps({"role": "user", "content": {"type": "text", "text": "hi"}}).encode()
@@ -194,12 +194,29 @@ def test_python_a2a_endpoints_refuse_a_body_that_is_not_an_object_with_400(serve
     assert status == 400 and "JSON object" in json_error(status, headers, payload)
 
 
-@pytest.mark.parametrize("digits", ["9" * 19, "9" * 4301, "9" * 10_000])
-@pytest.mark.parametrize("path", ["/stream", "/tasks/stream"])
-def test_a_long_last_event_id_gets_400_without_an_int_conversion(served, digits, path):
+LONG_IDS = {"19 digits": "9" * 19, "4,301 digits": "9" * 4301, "10,000 digits": "9" * 10_000}
+
+
+@pytest.mark.parametrize("digits", LONG_IDS.values(), ids=LONG_IDS)
+def test_a_long_last_event_id_gets_400_without_an_int_conversion(served, digits):
     agent, url = served
-    status, headers, payload = post(url, path, MESSAGE, extra=f"Last-Event-ID: {digits}")
+    status, headers, payload = post(url, "/stream", MESSAGE, extra=f"Last-Event-ID: {digits}")
     assert status == 400 and "Last-Event-ID" in json_error(status, headers, payload)
+    assert agent.runs == 0
+
+
+class OneStepTasks(TaskStreamingAgent):
+    async def run_task(self, message):
+        yield TaskUpdate(text="working")
+
+
+@pytest.mark.parametrize("digits", LONG_IDS.values(), ids=LONG_IDS)
+def test_a_long_last_event_id_on_a_task_stream_is_a_json_rpc_error(digits):
+    body = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "tasks/resubscribe", "params": {"id": "t1"}}).encode()
+    with serve(OneStepTasks()) as url:
+        status, headers, payload = post(url, "/tasks/stream", body, extra=f"Last-Event-ID: {digits}")
+    reply = parse_json_body(payload)
+    assert status == 400 and reply["id"] == 7 and reply["error"]["code"] == -32602, reply
 
 
 @pytest.mark.parametrize("path", ["/nope", "/stream", "/ui", "/", "/agent.json"])
