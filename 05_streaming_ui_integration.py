@@ -75,6 +75,7 @@ class StreamSession:
         self.generator_closed = False
         self.watchers = 0
         self.last_watched = time.monotonic()
+        self.finished_at: Optional[float] = None  # monotonic time it ended: kept for a while, then forgotten
         self.changed = threading.Condition()  # guards all the fields above; notified on any change
         self._cancelling = False  # a cancel was accepted: no chunk is published after it
         self._pulling = True  # still pulling from the agent; after that every control is refused
@@ -125,15 +126,28 @@ class StreamSession:
             self._finish(outcome, error)
 
     async def _close_when_abandoned(self) -> None:
-        """Cancel the stream when no page has watched it for `abandon_seconds` (tab closed)."""
-        limit = self.agent.abandon_seconds
+        """Cancel the stream when no page has watched it for `abandon_seconds` (tab closed), or
+        for `abandon_paused_seconds` while paused: a paused stream nobody watches only holds a slot."""
+        agent = self.agent
         while True:
-            await asyncio.sleep(min(limit, 5.0))
+            await asyncio.sleep(min(agent.abandon_seconds, agent.abandon_paused_seconds, 5.0) / 2)
             with self.changed:
-                abandoned = self.watchers == 0 and time.monotonic() - self.last_watched > limit
+                limit = agent.abandon_paused_seconds if self.state == "paused" else agent.abandon_seconds
+                abandoned = self.watchers == 0 and self.unwatched_for() > limit
             if abandoned:
                 self.cancel(f"nobody watched for {limit:g} s")
                 return
+
+    def unwatched_for(self) -> float:
+        """Seconds since a connection last watched the stream (0 while one does)."""
+        with self.changed:
+            return 0.0 if self.watchers else time.monotonic() - self.last_watched
+
+    @property
+    def live(self) -> bool:
+        """Still holds a slot: not finished, and no cancel is on its way."""
+        with self.changed:
+            return self.state not in FINAL_STATES and not self._cancelling
 
     def _publish(self, text: str) -> bool:
         """Append a chunk to the log; False if paused (the caller holds it) or cancelled (the cancel is coming)."""
@@ -157,6 +171,7 @@ class StreamSession:
     def _finish(self, outcome: str, error: Optional[str]) -> None:
         with self.changed:
             self.state, self.error, self.held, self.generator_closed = outcome, error, False, True
+            self.finished_at = time.monotonic()
             self.changed.notify_all()
 
     # -- controls, called from request threads once start() has returned
@@ -255,7 +270,10 @@ class StreamUIAgent(StreamingAgent):
     """
 
     abandon_seconds = 60.0  # a stream nobody watches (tab closed, no reconnect) is cancelled after this
-    max_live_sessions = 16
+    abandon_paused_seconds = 10.0  # sooner when it is paused: it only holds a slot
+    max_live_sessions = 16  # at the cap, the stream unwatched longest gives way to a new one
+    keep_finished_seconds = 300.0  # a finished stream can be re-read this long (then 404) ...
+    max_finished_sessions = 64  # ... and only the latest this many
     max_prompt_chars = 2000
     retry_ms = 500  # EventSource waits this long before reconnecting
 
@@ -288,21 +306,38 @@ class StreamUIAgent(StreamingAgent):
     # -- sessions
     def start_session(self, prompt: str) -> StreamSession:
         with self._sessions_lock:  # started before it is listed: close_streams never finds one it cannot cancel
-            live = [s for s in self._sessions.values() if s.state not in FINAL_STATES]
-            if len(live) >= self.max_live_sessions:
-                raise TooManyStreams(f"{len(live)} streams are already live; cancel one first")
+            self._make_room()
             self._forget_old_sessions()
             session = StreamSession(self, prompt).start()
             self._sessions[session.id] = session
         return session
 
-    def _forget_old_sessions(self, keep: int = 64) -> None:
-        finished = [sid for sid, s in self._sessions.items() if s.state in FINAL_STATES]
-        for sid in finished[:max(0, len(self._sessions) - keep)]:
-            del self._sessions[sid]
+    def _make_room(self) -> None:
+        """At the cap, cancel the stream unwatched longest, so nobody can hold every slot with streams
+        they do not watch; TooManyStreams only when every live stream has a page watching it."""
+        live = [s for s in self._sessions.values() if s.live]
+        if len(live) < self.max_live_sessions:
+            return
+        oldest = max(live, key=StreamSession.unwatched_for)
+        if oldest.unwatched_for() == 0:
+            raise TooManyStreams(f"{len(live)} streams are live and watched; cancel one first")
+        with contextlib.suppress(SessionFinished):  # it ended just now: the slot is free anyway
+            oldest.cancel("another stream needed the slot (this one had nobody watching)")
+
+    def _forget_old_sessions(self) -> None:
+        """Drop finished sessions past keep_finished_seconds, and all but the latest max_finished_sessions."""
+        now = time.monotonic()
+        finished = sorted((s for s in self._sessions.values() if s.finished_at is not None),
+                          key=lambda s: s.finished_at)
+        too_many = len(finished) - self.max_finished_sessions
+        for index, session in enumerate(finished):
+            if index < too_many or now - session.finished_at > self.keep_finished_seconds:
+                del self._sessions[session.id]
 
     def session(self, sid: str) -> Optional[StreamSession]:
-        return self._sessions.get(sid)
+        with self._sessions_lock:
+            self._forget_old_sessions()
+            return self._sessions.get(sid)
 
     # -- views
     def _page_view(self):

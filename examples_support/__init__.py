@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterable, Optional
 
 from streaming_kit import quiet, serve
+from streaming_kit.guard import normalise_origin
 from python_a2a import A2AConnectionError, A2AError, A2AServer
 
 
@@ -80,6 +81,14 @@ def count_arg(value: str) -> int:
     if not value.isdigit() or int(value) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value!r}")
     return int(value)
+
+
+def origin_arg(value: str) -> str:
+    """argparse type for a web origin, scheme://host[:port]."""
+    try:
+        return normalise_origin(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _port(value: str) -> int:
@@ -188,6 +197,12 @@ def demo_parser(description: str, default_port: int, script: Optional[str] = Non
     else:
         role.add_argument("--url", type=http_url, help="only run the client, against this running server")
     parser.add_argument("--verbose", action="store_true", help="show python-a2a's and werkzeug's logs")
+    parser.role_option("serve", "--allow-origin", action="append", default=[], type=origin_arg, metavar="ORIGIN",
+                       help="with --serve: a web page origin that may call the agent, e.g. http://localhost:3000 "
+                            "(repeatable; default: same-origin only)")
+    parser.role_option("serve", "--allow-host", action="append", default=[], metavar="HOST",
+                       help="with --serve: a Host name to answer besides the address served and loopback "
+                            "(repeatable), e.g. agent.example.com behind a proxy")
     return parser
 
 
@@ -232,7 +247,10 @@ def run_demo(args: argparse.Namespace, make_agent: Callable[[], A2AServer],
         quiet()
     try:
         if args.serve:
-            return serve_until_interrupted(make_agent(), args.host, args.port, serve_lines)
+            agent = make_agent()
+            agent.allowed_origins = (*getattr(agent, "allowed_origins", ()), *args.allow_origin)
+            agent.allowed_hosts = (*getattr(agent, "allowed_hosts", ()), *args.allow_host)
+            return serve_until_interrupted(agent, args.host, args.port, serve_lines)
         if args.url:
             if own_agent_only:
                 require_agent(args.url, make_agent().agent_card.name, args.script)

@@ -19,6 +19,7 @@ import threading
 import weakref
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, Optional
 
+from .guard import boundary_refusal, cors_headers, parse_json_body
 from .messages import RequestProblem, _sse, chunk_text, parse_last_event_id, parse_stream_request
 from .rpc import CARD_PATHS, SSE_HEADERS, A2ARequests, Reply
 from .server import HANGUP, StreamingAgent
@@ -112,6 +113,18 @@ class ASGIApp:
         if scope["type"] != "http":
             return
         self.engine.adopt_running_loop()  # tasks run on this server's loop: no thread, no hop
+        origin = _header(scope, "origin")
+        refused = boundary_refusal(self.agent, _header(scope, "host") or "", str((scope.get("server") or ("", ""))[1]),
+                                   origin)
+        if refused:  # a foreign Host (DNS rebinding) or a web page on another origin
+            return await _send_json(send, refused[0], {"error": refused[1]})
+        send = _with_headers(send, cors_headers(self.agent, origin))  # only for a listed origin
+        if scope["method"] == "OPTIONS":  # a CORS preflight that got this far is from a listed origin
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            return await send({"type": "http.response.body", "body": b""})
+        if scope["method"] == "POST" and (_header(scope, "content-type") or "").split(";")[0].strip().lower() \
+                != "application/json":  # text/plain and forms need no CORS preflight: a web page could send them
+            return await _send_json(send, 415, {"error": "send the body as JSON, with Content-Type: application/json"})
         handler = self.routes.get((scope["method"], scope["path"]))
         if handler is None:
             allowed = sorted(m for m, p in self.routes if p == scope["path"])
@@ -216,26 +229,38 @@ class ASGIApp:
         """The request's JSON; RequestProblem 413 past max_body_bytes (also without a length), 400 if not JSON."""
         limit = self.agent.max_body_bytes
         declared = _header(scope, "content-length")
-        if declared and declared.isdigit() and int(declared) > limit:
+        if declared and declared.isdigit() and int(declared) > 16 * limit:  # too much even to read off
             raise RequestProblem(413, f"request body over {limit} bytes")
-        raw = bytearray()
+        raw, received = bytearray(), 0
         while True:
             message = await receive()
-            raw += message.get("body", b"")
-            if len(raw) > limit:
+            received += len(message.get("body", b""))
+            if received <= limit:
+                raw += message.get("body", b"")
+            elif received > 16 * limit or not message.get("more_body"):  # read off, so the client hears the 413
                 raise RequestProblem(413, f"request body over {limit} bytes")
             if not message.get("more_body"):
                 break
-        try:
-            return json.loads(raw)
-        except (ValueError, RecursionError):
-            raise RequestProblem(400, "request body is not valid JSON") from None
+        return parse_json_body(bytes(raw))  # InvalidJSON (400): not JSON, NaN/Infinity, nested too deep
 
     async def _body_or_problem(self, receive: Receive, scope: dict) -> Any:
         try:
             return await self._body(receive, scope)
         except RequestProblem as problem:
             return problem
+
+
+def _with_headers(send: Send, headers: dict) -> Send:
+    """send, adding headers to the response's start."""
+    if not headers:
+        return send
+    extra = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+
+    async def sending(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *extra]}
+        await send(message)
+    return sending
 
 
 def _header(scope: dict, name: str) -> Optional[str]:

@@ -195,3 +195,35 @@ def quiet() -> None:
     root.setLevel(level)
     for handler in [h for h in root.handlers if h not in handlers]:
         root.removeHandler(handler)
+
+
+# ---------------------------------------------------------------- the HTTP boundary (guard.py)
+# §24: create_flask_app adds `Access-Control-Allow-Origin: *` to every response (its after_request
+# add_cors_headers), so any web page the user opens may read the agent's answers. guard.py
+# decides CORS instead; the stock hook must go, as after_request hooks run last-added first.
+def drop_stock_cors(app: Any) -> None:
+    """Remove python-a2a's add_cors_headers hook from app."""
+    hooks = app.after_request_funcs.get(None, [])
+    stock = [hook for hook in hooks if getattr(hook, "__name__", "") == "add_cors_headers"
+             and getattr(hook, "__module__", "") == a2a_http.__name__]
+    if not stock:
+        raise PatchTargetMissing(f"python-a2a {python_a2a.__version__}: create_flask_app no longer adds "
+                                 "add_cors_headers; check streaming_kit's CORS handling (guard.py)")
+    for hook in stock:
+        hooks.remove(hook)
+
+
+# §25: the catch-all GET route answers only `request.method == "GET"`; for HEAD it returns None,
+# which Flask turns into a 500. HEAD of any unknown path now gets what GET gets, without the body.
+# (The route is added after setup_routes runs, so the fix is a hook rather than replace_view.)
+def answer_head_like_get(app: Any) -> None:
+    from flask import request
+    index = app.view_functions.get("enhanced_a2a_index")
+    if index is None:
+        raise PatchTargetMissing(f"python-a2a {python_a2a.__version__} has no endpoint 'enhanced_a2a_index'")
+
+    def head_of_catch_all() -> Any:
+        if request.method == "HEAD" and request.endpoint == "catch_all":
+            return index()
+        return None
+    app.before_request(head_of_catch_all)

@@ -13,9 +13,10 @@ import socket
 import threading
 import time
 import urllib.request
-from typing import Any, AsyncIterator, Callable, Iterator, Optional
+from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Optional
 
 from .patches import a2a_http, replace_view
+from .guard import JSONErrors, install_guard, parse_json_body
 from .messages import RequestProblem, _sse, chunk_text, parse_stream_request
 from flask import Response, jsonify, request
 from werkzeug.exceptions import ClientDisconnected
@@ -311,11 +312,15 @@ class StreamingAgent(A2AServer):
     keepalive_seconds: float = KEEPALIVE_SECONDS
     max_body_bytes: int = MAX_BODY_BYTES
     max_streams: Optional[int] = None  # concurrent /stream responses + running tasks; None: default_max_streams()
+    allowed_origins: tuple = ()  # web pages on other origins that may call this agent (guard.py)
+    allowed_hosts: tuple = ()  # Host names to answer besides the served address and loopback
     metrics: bool = False  # True: count streams, chunks and latencies, served at /metrics (Prometheus text)
     task_log: Any = None  # where task events are kept (streaming_kit.tasks.MemoryTaskLog when None)
     max_running_tasks: Optional[int] = 1000  # tasks at work at once; past it a new one gets 503 (None: no bound)
 
-    def __init__(self, name: Optional[str] = None, description: Optional[str] = None, **kwargs: Any):
+    def __init__(self, name: Optional[str] = None, description: Optional[str] = None,
+                 allowed_origins: Iterable[str] = (), allowed_hosts: Iterable[str] = (), **kwargs: Any):
+        self.allowed_origins, self.allowed_hosts = tuple(allowed_origins), tuple(allowed_hosts)
         kwargs.setdefault("url", "http://127.0.0.1")  # serve() puts the real address in the card
         super().__init__(name=name or type(self).__name__,
                          description=description or (type(self).__doc__ or "").strip().split("\n")[0],
@@ -355,6 +360,7 @@ class StreamingAgent(A2AServer):
         if self.metrics:
             from .metrics import metrics_for
             metrics_for(self).add_route(app)
+        install_guard(app, self)  # same-origin, known Host, JSON bodies within limits, JSON errors
 
     @property
     def live_streams(self) -> int:
@@ -432,10 +438,7 @@ class StreamingAgent(A2AServer):
             raise RequestProblem(408, "request body not received in full") from None
         if len(raw) > self.max_body_bytes:
             raise too_big
-        try:
-            return json.loads(raw)
-        except ValueError:
-            raise RequestProblem(400, "request body is not valid JSON") from None
+        return parse_json_body(raw)  # InvalidJSON (400): not JSON, NaN/Infinity, nested too deep
 
     def _sse_events(self, run: _AgentRun, after: int) -> Iterator[str]:
         """Frame the run's chunks as SSE, every ready one in one write, then the lastChunk marker."""
@@ -483,7 +486,8 @@ def problem_response(problem: RequestProblem):
 def last_event_id() -> Optional[int]:
     """The request's Last-Event-ID as a number (None when absent); RequestProblem(400) if not one."""
     value = request.headers.get("Last-Event-ID", "").strip()
-    if value and not re.fullmatch(r"[0-9]+", value):  # no sign, ASCII digits only ("²" passes str.isdigit)
+    # no sign, ASCII digits only ("²" passes str.isdigit), at most 18 (int() of 4,301+ digits raises)
+    if value and not re.fullmatch(r"[0-9]{1,18}", value):
         raise RequestProblem(400, "Last-Event-ID must be the number of the last event received")
     return int(value) if value else None
 
@@ -535,7 +539,7 @@ def serve(agent: A2AServer, host: str = "127.0.0.1", port: int = 0, *, max_strea
     # Bind the socket here: werkzeug would print and sys.exit(1) on a busy port; this raises OSError.
     listener = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET,
                                     backlog=backlog)
-    handler = type("RequestHandler", (_RequestHandler,), {"timeout": read_timeout})
+    handler = type("RequestHandler", (JSONErrors, _RequestHandler), {"timeout": read_timeout})  # errors as JSON
     try:
         app = _no_timeout_once_streaming(a2a_http.create_flask_app(agent))
         server = make_server(host, port, app, threaded=True, request_handler=handler, fd=listener.fileno())

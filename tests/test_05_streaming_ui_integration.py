@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, library_noise, load_script, run_script
+from conftest import ROOT, eventually, library_noise, load_script, run_script
 
 SCRIPT = "05_streaming_ui_integration.py"
 ui = load_script(SCRIPT)
@@ -428,6 +428,58 @@ def test_server_shutdown_cancels_live_sessions_and_ends_their_threads():
     assert session.state == "cancelled" and not session._thread.is_alive() and agent.finally_ran.is_set()
 
 
+
+@pytest.mark.timeout(30)
+def test_streams_nobody_watches_give_way_so_one_client_cannot_lock_out_the_others():
+    agent = GatedAgent(gate_at=3, max_live_sessions=4)
+    with serve(agent) as url:
+        squatters = [start(url)["id"] for _ in range(4)]  # the cap, paused, never watched
+        for sid in squatters:
+            assert call(f"{url}/ui/sessions/{sid}/pause", "POST")[0] == 200
+        for _ in range(6):  # each new stream takes the slot of the one unwatched longest (it was 429)
+            assert start(url)["state"] == "streaming"
+        assert sum(s.live for s in agent._sessions.values()) <= 4
+        evicted = agent.session(squatters[0])
+        wait_for_session(evicted, lambda s: s.generator_closed)
+        assert evicted.state == "cancelled" and "needed the slot" in evicted.error
+
+
+@pytest.mark.timeout(30)
+def test_when_every_live_stream_is_watched_a_new_one_gets_429_and_none_is_cancelled():
+    agent = GatedAgent(gate_at=3, max_live_sessions=2)
+    with serve(agent) as url, contextlib.ExitStack() as watching:
+        sessions = [agent.session(start(url)["id"]) for _ in range(2)]
+        for session in sessions:
+            watching.enter_context(urllib.request.urlopen(f"{url}/ui/sessions/{session.id}/events", timeout=10))
+            assert eventually(lambda: session.watchers == 1)  # (watching is not notified on the condition)
+        status, body = call(f"{url}/ui/sessions", "POST", b'{"prompt": "one more"}', {"Content-Type": "application/json"})
+        assert status == 429 and "watched" in body["error"]
+        assert [s.state for s in sessions] == ["streaming", "streaming"]
+
+
+@pytest.mark.timeout(30)
+def test_a_paused_stream_nobody_watches_is_released_long_before_abandon_seconds():
+    agent = GatedAgent(gate_at=3, abandon_paused_seconds=0.3)  # abandon_seconds stays 60
+    with serve(agent) as url:
+        session = agent.session(start(url)["id"])
+        assert call(f"{url}/ui/sessions/{session.id}/pause", "POST")[0] == 200
+        wait_for_session(session, lambda s: s.generator_closed, seconds=10)
+        assert session.state == "cancelled" and "nobody watched for 0.3 s" in session.error
+
+
+@pytest.mark.timeout(30)
+def test_finished_sessions_are_kept_for_a_bounded_count_and_time():
+    agent = GatedAgent(max_finished_sessions=2)
+    with serve(agent) as url:
+        ids = []
+        for _ in range(4):
+            ids.append(start(url)["id"])
+            wait_for_session(agent.session(ids[-1]), lambda s: s.state == "done")
+        assert [call(f"{url}/ui/sessions/{sid}")[0] for sid in ids] == [404, 404, 200, 200]
+        agent.keep_finished_seconds = 0.2
+        assert eventually(lambda: call(f"{url}/ui/sessions/{ids[-1]}")[0] == 404)
+
+
 # ---------------------------------------------------------------- the web page in headless Chromium
 class DroppableProxy:
     """A TCP relay in front of the server; drop() cuts every connection, as a flaky network does."""
@@ -473,8 +525,9 @@ class DroppableProxy:
         self.drop()
 
 
-@pytest.fixture
-def browser():  # per test: sync Playwright keeps an event loop running, which asyncio.run() elsewhere refuses
+@contextlib.contextmanager
+def chromium(*extra_args: str):
+    """A headless Chromium (skipped if it is not installed, except in CI)."""
     if not Path(CHROMIUM).exists():
         # CI sets REQUIRE_BROWSER=1 (.ci/run): there the browser tests must run, never skip.
         missing = f"{CHROMIUM} is missing: apt-get install -y chromium"
@@ -483,9 +536,15 @@ def browser():  # per test: sync Playwright keeps an event loop running, which a
         pytest.skip(missing)
     from playwright.sync_api import sync_playwright
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *extra_args])
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def browser():  # per test: sync Playwright keeps an event loop running, which asyncio.run() elsewhere refuses
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture
@@ -498,6 +557,7 @@ def web(browser):
         url = stack.enter_context(serve(agent))
         proxy = DroppableProxy(int(url.rsplit(":", 1)[1]))
         stack.callback(proxy.close)
+        agent.allowed_hosts = (f"127.0.0.1:{proxy.port}",)  # the page's Host is the proxy's, as behind any proxy
         context = browser.new_context(viewport={"width": 900, "height": 860})
         stack.callback(context.close)
         page = context.new_page()
@@ -608,7 +668,8 @@ def test_ask_during_a_stream_cancels_it_and_no_control_acts_while_connecting(web
     wait_for_session(first, lambda s: s.generator_closed)  # Ask cancelled the stream it replaced
     assert first.state == "cancelled"
     page.wait_for_function("() => document.body.dataset.state === 'connecting'")
-    assert len(held_starts) == 1
+    # the start is sent after the cancel's reply: let Playwright deliver it to the route handler
+    assert eventually(lambda: held_starts or page.wait_for_timeout(10)) and len(held_starts) == 1
     held_starts[0].continue_()
     page.wait_for_function("old => document.body.dataset.session !== old", arg=first.id)
     wait_for_text(page, first_chunks(5, "And a second question?"))
@@ -643,6 +704,116 @@ def test_dropped_connection_resumes_without_gap_or_duplicate(web):
     wait_for_state(page, "done")
     assert answer(page) == full_answer()
     assert page.text_content("#m-anomalies") == "0"
+
+
+
+# ---------------------------------------------------------------- other web pages (issue 11)
+ATTACKER_PAGE = b"""<!doctype html><title>another site</title><script>
+async function attempt(url, init) {  // what the page can read of the answer, if anything
+  try { const r = await fetch(url, init); return {status: r.status, body: await r.text()}; }
+  catch (e) { return {blocked: e.name}; }
+}
+function firstChunk(url) {
+  return new Promise((resolve) => {
+    const source = new EventSource(url);
+    source.addEventListener("chunk", (e) => { source.close(); resolve({read: e.data}); });
+    source.onerror = () => { source.close(); resolve({blocked: "error"}); };
+  });
+}
+async function attack(agent, sid) {
+  const plain = {"Content-Type": "text/plain"};  // a "simple" request: the browser sends it without asking
+  const message = JSON.stringify({role: "user", content: {type: "text", text: "read me"}});
+  const blind = {method: "POST", mode: "no-cors"};  // sent without CORS at all; only its effect counts
+  await fetch(`${agent}/ui/sessions/${sid}/pause`, blind).catch(() => null);
+  await fetch(`${agent}/ui/sessions`, {...blind, headers: plain, body: JSON.stringify({prompt: "blind"})}).catch(() => null);
+  return {
+    stream: await attempt(`${agent}/stream`, {method: "POST", headers: plain, body: message}),
+    streamJson: await attempt(`${agent}/stream`, {method: "POST", headers: {"Content-Type": "application/json"}, body: message}),
+    start: await attempt(`${agent}/ui/sessions`, {method: "POST", headers: plain, body: JSON.stringify({prompt: "x"})}),
+    status: await attempt(`${agent}/ui/sessions/${sid}`),
+    cancel: await attempt(`${agent}/ui/sessions/${sid}/cancel`, {method: "POST"}),
+    card: await attempt(`${agent}/agent.json`),
+    events: await firstChunk(`${agent}/ui/sessions/${sid}/events`),
+  };
+}
+</script>"""
+
+
+class CountingGatedAgent(GatedAgent):
+    """Counts every run of the agent: /stream and sessions alike."""
+
+    runs = 0
+
+    def stream_response(self, message):
+        self.runs += 1
+        return super().stream_response(message)
+
+
+@pytest.fixture
+def other_site():
+    """Another origin on this machine (same address, another port): serves ATTACKER_PAGE at /."""
+    import http.server
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(ATTACKER_PAGE)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.timeout(60)
+def test_a_page_on_another_origin_can_neither_read_nor_drive_the_agent(browser, other_site):
+    agent = CountingGatedAgent(gate_at=3)
+    with serve(agent) as url:
+        victim = agent.session(start(url, "my private question")["id"])
+        wait_for_session(victim, lambda s: len(s.chunks) == 3)
+        page = browser.new_page()
+        page.goto(other_site)
+        result = page.evaluate("([agent, sid]) => attack(agent, sid)", [url, victim.id])
+        assert all("blocked" in outcome for outcome in result.values()), result
+        assert victim.status()["state"] == "streaming"  # neither paused nor cancelled
+        assert list(agent._sessions) == [victim.id] and agent.runs == 1  # nothing else ran
+        # The same page, served by the agent itself (same origin), and under a loopback name, works.
+        agent.gate.set()
+        for base in (url, url.replace("127.0.0.1", "localhost")):
+            page.goto(f"{base}/ui")
+            ask(page, "same origin?")
+            wait_for_state(page, "done")
+            assert answer(page) == full_answer("same origin?")
+
+
+@pytest.mark.timeout(60)
+def test_an_origin_on_the_allow_list_may_stream_through_cors(browser, other_site):
+    agent = CountingGatedAgent(allowed_origins=[other_site])
+    with serve(agent) as url:
+        page = browser.new_page()
+        page.goto(other_site)
+        result = page.evaluate("(agent) => attempt(`${agent}/stream`, {method: 'POST', headers: "
+                               "{'Content-Type': 'application/json'}, body: JSON.stringify({role: 'user', "
+                               "content: {type: 'text', text: 'hello'}})})", url)
+        assert result["status"] == 200 and '"lastChunk": true' in result["body"], result
+
+
+@pytest.mark.timeout(60)
+def test_a_page_under_a_foreign_host_name_is_refused_which_stops_dns_rebinding():
+    agent = CountingGatedAgent()
+    with serve(agent) as url, chromium("--host-resolver-rules=MAP rebound.test 127.0.0.1") as rebinding:
+        page = rebinding.new_page()  # rebound.test resolves to the agent's address, as after a rebinding
+        response = page.goto(f"http://rebound.test:{url.rsplit(':', 1)[1]}/ui")
+        assert response.status == 421 and "allowed_hosts" in response.json()["error"]
+        status = page.evaluate("() => fetch('/ui/sessions', {method: 'POST', headers: {'Content-Type': "
+                               "'application/json'}, body: JSON.stringify({prompt: 'x'})}).then((r) => r.status)")
+        assert status == 421 and agent._sessions == {} and agent.runs == 0
 
 
 # ---------------------------------------------------------------- --serve and --url

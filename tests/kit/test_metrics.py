@@ -66,6 +66,8 @@ def test_complete_streams_are_counted_with_their_latencies(metered):
     _, url = metered
     for _ in range(3):
         assert len(asyncio.run(stream(url, "5"))) == 5
+    # the client has the end marker a moment before the server's generator finishes: wait for that
+    assert eventually(lambda: scrape(url)["a2a_streams_open"] == 0, seconds=5)
     m = scrape(url)
     assert m["a2a_streams_started_total"] == m["a2a_streams_completed_total"] == 3
     assert m["a2a_chunks_sent_total"] == 15
