@@ -20,7 +20,7 @@ import aiohttp
 from . import patches  # noqa: F401
 from .messages import StreamTruncatedError, chunk_text, message_text, text_message
 from python_a2a import (A2AConnectionError, A2AResponseError, A2AStreamingError, Message, MessageRole,
-                        StreamingClient, TextContent)
+                        StreamingClient, Task, TaskState, TaskStatus, TextContent)
 
 DIALECTS = ("python-a2a", "1.0", "0.3")  # python-a2a's /stream, A2A v1.0, A2A v0.3 (the order of preference)
 PYTHON_A2A_MARKS = ("google_a2a_compatible", "parts_array_format")  # capability flags only python-a2a writes
@@ -416,6 +416,34 @@ def a2a_event_of_task(task: Any) -> dict:
     return {"kind": "task", "task_id": task.id, "context_id": task.context_id, "state": _state(task.status.state),
             "reason": _text(task.status.message.parts),
             "artifacts": [(artifact.artifact_id, _text(artifact.parts)) for artifact in task.artifacts]}
+
+
+def a2a_event_as_task(event: dict, seq: int, state: str = "working") -> Task:
+    """An a2a_event dict as the python-a2a Task update the kit's task streams carry (metadata seq, kind);
+    `state` is the task's state so far, for an artifact event (which has none of its own)."""
+    state = event.get("state") or state
+    status_message = ({"role": "agent", "parts": [{"type": "text", "text": event["reason"]}]}
+                      if event.get("reason") else None)
+    if event["kind"] == "message":  # an answer without a task: its text is the whole outcome
+        state, status_message = "completed", {"role": "agent", "parts": [{"type": "text", "text": event["text"]}]}
+    if event["kind"] == "artifact":
+        artifacts = [_artifact(event["artifact_id"], event["text"], event["append"], event["last_chunk"], event["name"])]
+    else:
+        artifacts = [_artifact(artifact_id, text) for artifact_id, text in event.get("artifacts", [])]
+    kind = {"task": "task", "artifact": "artifact-update"}.get(event["kind"], "status-update")
+    return Task(id=event.get("task_id") or "", session_id=event.get("context_id") or None,
+                status=TaskStatus(state=_PYTHON_A2A_STATES.get(state, TaskState.UNKNOWN), message=status_message),
+                artifacts=artifacts, metadata={"seq": seq, "kind": kind})
+
+
+_PYTHON_A2A_STATES = {"submitted": TaskState.SUBMITTED, "working": TaskState.WAITING, "completed": TaskState.COMPLETED,
+                      "failed": TaskState.FAILED, "rejected": TaskState.FAILED, "canceled": TaskState.CANCELED,
+                      "input-required": TaskState.INPUT_REQUIRED, "auth-required": TaskState.INPUT_REQUIRED}
+
+
+def _artifact(artifact_id: str, text: str, append: bool = False, last_chunk: bool = False, name: str = "") -> dict:
+    return {"artifactId": artifact_id, "name": name or artifact_id, "append": append, "lastChunk": last_chunk,
+            "parts": [{"type": "text", "text": text}]}
 
 
 def _state(value: int) -> str:
