@@ -25,6 +25,8 @@ from python_a2a import (A2AConnectionError, A2AResponseError, A2AStreamingError,
 DIALECTS = ("python-a2a", "1.0", "0.3")  # python-a2a's /stream, A2A v1.0, A2A v0.3 (the order of preference)
 PYTHON_A2A_MARKS = ("google_a2a_compatible", "parts_array_format")  # capability flags only python-a2a writes
 CARD_PATHS = ("/.well-known/agent-card.json", "/agent.json")
+V10_METHODS = {"message/stream": "SendStreamingMessage", "message/send": "SendMessage", "tasks/get": "GetTask",
+               "tasks/cancel": "CancelTask", "tasks/resubscribe": "SubscribeToTask"}
 ENDED = frozenset({"completed", "failed", "canceled", "rejected", "input-required", "auth-required"})
 
 
@@ -51,12 +53,22 @@ def choose_dialect(card: Optional[dict]) -> str:
 
 def a2a_versions(card: dict) -> set[str]:
     """The A2A versions ("1.0", "0.3") the card offers over JSON-RPC, as a2a-sdk reads the card."""
-    from a2a.client.card_resolver import parse_agent_card  # maps a v0.3 card to supportedInterfaces too
+    return set(a2a_interfaces(card))
+
+
+def a2a_interfaces(card: dict) -> dict[str, str]:
+    """A2A version -> the URL of its JSON-RPC interface, read with a2a-sdk's parser (which maps a
+    v0.3 card's url/preferredTransport to supportedInterfaces); A2AResponseError if it cannot read it."""
+    from a2a.client.card_resolver import parse_agent_card
     try:
         parsed = parse_agent_card(copy.deepcopy(card))
     except Exception as exc:  # protobuf's ParseError: not a card the SDK can read
         raise A2AResponseError(f"invalid agent card: {exc}") from None
-    return {_major_minor(i.protocol_version) for i in parsed.supported_interfaces if i.protocol_binding == "JSONRPC"}
+    interfaces: dict[str, str] = {}
+    for interface in parsed.supported_interfaces:
+        if interface.protocol_binding == "JSONRPC":
+            interfaces.setdefault(_major_minor(interface.protocol_version), interface.url)
+    return interfaces
 
 
 def _major_minor(version: str) -> str:
@@ -364,7 +376,8 @@ class A2ASession:
 
     @contextlib.contextmanager
     def _errors(self, method: str) -> Any:
-        """The SDK's exceptions as the kit's, naming the agent and what went wrong."""
+        """The SDK's exceptions as the kit's, naming the agent, the method and what went wrong."""
+        method = V10_METHODS.get(method, method) if self.version == "1.0" else method
         from a2a.client.errors import A2AClientError, A2AClientTimeoutError
         from a2a.utils.errors import A2AError as SdkError
         import httpx
@@ -377,7 +390,7 @@ class A2ASession:
             if isinstance(cause, httpx.ConnectError):
                 raise A2AConnectionError(f"cannot connect to {self.owner.url}: is the server running? ({cause})") from exc
             if isinstance(cause, httpx.HTTPStatusError):
-                status, body = cause.response.status_code, cause.response.text[:300]
+                status, body = cause.response.status_code, " ".join(cause.response.text[:300].split())
                 if "html" in cause.response.headers.get("content-type", ""):
                     body = "an HTML page, not an A2A answer"
                 error = A2AResponseError if status >= 500 else A2AConnectionError
@@ -480,7 +493,7 @@ async def _raise_for_status(response: aiohttp.ClientResponse, where: str) -> Non
     failed (5xx), A2AConnectionError when the request went to the wrong place or was refused."""
     if response.status < 400:
         return
-    body = (await response.text())[:300]
+    body = " ".join((await response.text())[:300].split())
     if "html" in response.headers.get("Content-Type", ""):  # §14: not an A2A endpoint at all
         body = "an HTML page, not an A2A answer"
         if urllib.parse.urlsplit(where).path.count("/") > 1:  # e.g. .../a2a/stream: a path was passed
