@@ -7,7 +7,7 @@ from python_a2a import A2AConnectionError, A2AStreamingError, Task
 
 import streaming_kit as kit
 from a2a_rig import DEFAULT_TEXT, start_official_agent
-from streaming_kit.client import AnswerChecker, TaskEndedError
+import streaming_kit.client as client_module  # its names read at test time, so each test fails on its own
 
 
 async def collect(url: str, message: str = "hi", **options) -> tuple[list[dict], str]:
@@ -131,7 +131,7 @@ def test_kit_agent_streams_the_same_chunks_in_every_dialect(words_url, dialect):
 
 @pytest.mark.parametrize("dialect", ["1.0", "0.3"])
 def test_an_agent_error_over_a2a_raises_with_the_tasks_reason(words_url, dialect):
-    with pytest.raises(TaskEndedError, match="deliberate failure") as raised:
+    with pytest.raises(client_module.TaskEndedError, match="deliberate failure") as raised:
         asyncio.run(collect(words_url, "fail now", dialect=dialect))
     assert raised.value.state == "failed"
 
@@ -171,18 +171,18 @@ def artifact(text, append, last=False, artifact_id="a"):
 
 def test_a_first_chunk_that_appends_means_chunks_were_lost():
     with pytest.raises(A2AStreamingError, match="chunks were lost"):
-        AnswerChecker("agent").feed(artifact("tail", append=True))
+        client_module.AnswerChecker("agent").feed(artifact("tail", append=True))
 
 
 def test_a_chunk_after_last_chunk_means_one_was_repeated():
-    checker = AnswerChecker("agent")
+    checker = client_module.AnswerChecker("agent")
     checker.feed(artifact("whole", append=False, last=True))
     with pytest.raises(A2AStreamingError, match="repeated"):
         checker.feed(artifact("again", append=True))
 
 
 def test_a_final_task_whose_artifact_differs_from_the_stream_means_a_loss():
-    checker = AnswerChecker("agent")
+    checker = client_module.AnswerChecker("agent")
     checker.feed(artifact("one ", append=False))
     with pytest.raises(A2AStreamingError, match="lost or repeated"):
         checker.feed({"kind": "task", "task_id": "t", "state": "completed", "reason": "",
