@@ -40,13 +40,18 @@ class TaskEndedError(A2AStreamingError):
 
 
 def choose_dialect(card: Optional[dict]) -> str:
-    """The dialect to speak to the agent with this card (None: no card, a python-a2a server of old)."""
+    """The dialect to speak to the agent with this card (None: no card, a python-a2a server of old).
+
+    python-a2a's capability flags mean /stream; else the best A2A JSON-RPC interface (1.0, then 0.3);
+    a card naming no A2A interface at all is a /stream server's minimal card, as the kit always assumed."""
     if card is None or any(mark in (card.get("capabilities") or {}) for mark in PYTHON_A2A_MARKS):
         return "python-a2a"
     offered = a2a_versions(card)
     for version in ("1.0", "0.3"):
         if version in offered:
             return version
+    if not card.get("supportedInterfaces") and not card.get("url"):
+        return "python-a2a"  # a card that names no A2A interface at all: a /stream server with a minimal card
     raise A2AConnectionError(f"the agent card of {card.get('name')!r} offers no JSON-RPC interface of A2A "
                              "1.0 or 0.3, the only A2A transports this client speaks")
 
