@@ -1,15 +1,18 @@
 """Smoke harness: does A2A streaming work correctly on this machine, or on your agent?
 
     python core_streaming_test.py                        # full checklist, with its own test agents
-    python core_streaming_test.py --url http://127.0.0.1:8100   # protocol checks on a running agent
+    python core_streaming_test.py --url http://127.0.0.1:8100   # protocol checks on any running agent
     python core_streaming_test.py --json                 # results as JSON
 
-One line per check, ✓ or ✗ with the reason. Exit code 0 only when every check passes.
+With --url it reads the agent's card and checks each dialect the card claims (python-a2a's
+/stream, A2A 1.0, A2A 0.3); one it does not claim is reported "not checked". One line per
+check, ✓ or ✗ with the reason. Exit code 0 only when every check passes.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.metadata
 import json
 import sys
@@ -22,8 +25,9 @@ from typing import Awaitable, Callable
 
 import streaming_kit as kit
 import examples_support
-from python_a2a import A2AStreamingError
+from python_a2a import A2AError, A2AResponseError, Task
 from streaming_kit import StreamTruncatedError
+from streaming_kit.client import a2a_interfaces, choose_dialect
 
 KNOWN_GOOD_A2A = "0.5.10"
 REQUIRED = ("python-a2a", "flask", "werkzeug", "aiohttp", "colorama", "tqdm")
@@ -37,6 +41,17 @@ BAD_BODIES = {  # what a server must refuse with 4xx, not 500 or a hang
 
 
 REFUSALS = {400, 413, 415, 422}  # the statuses that say "I read your request and refuse it"
+BAD_RPC = {  # what an A2A JSON-RPC endpoint must answer with a JSON-RPC error (HTTP 200), never a 5xx
+    "malformed JSON": lambda names: b"{not json",
+    "a batch": lambda names: b"[1, 2]",
+    "an unknown method": lambda names: b'{"jsonrpc": "2.0", "id": 1, "method": "no/such-method"}',
+    "a stream without a message": lambda names: b'{"jsonrpc": "2.0", "id": 2, "method": "%s", "params": {}}'
+                                                % names[0].encode(),
+    "an unknown task": lambda names: b'{"jsonrpc": "2.0", "id": 3, "method": "%s", "params": {"id": "no-such-task"}}'
+                                     % names[1].encode(),
+}
+METHOD_NAMES = {"1.0": ("SendStreamingMessage", "GetTask"), "0.3": ("message/stream", "tasks/get")}
+DIALECT_NAMES = {"python-a2a": "python-a2a /stream", "1.0": "A2A 1.0", "0.3": "A2A 0.3"}
 
 
 class CheckFailed(Exception):
@@ -48,6 +63,7 @@ class Result:
     check: str
     ok: bool
     detail: str
+    checked: bool = True  # False: the agent does not claim this, so it was not tried
 
 
 # ---------------------------------------------------------------- the local test agent
@@ -111,50 +127,73 @@ def check_a2a_version() -> str:
 
 
 # ---------------------------------------------------------------- protocol checks (any server)
+async def read_card(url: str) -> tuple[dict, str]:
+    """The agent card and the path it came from (A2A's well-known path, then python-a2a's)."""
+    statuses = []
+    for path in kit.client.CARD_PATHS:
+        status, body = _http("GET", f"{url}{path}")
+        if status == 200:
+            try:
+                return json.loads(body), path
+            except ValueError:
+                raise CheckFailed(f"GET {path} did not answer JSON: {body[:60]!r}") from None
+        statuses.append(f"GET {path} answered HTTP {status}")
+    raise CheckFailed(f"{' and '.join(statuses)}: is this an agent's base URL?")
+
+
 async def check_agent_card(url: str) -> str:
-    status, body = _http("GET", f"{url}/agent.json")
-    if status != 200:
-        raise CheckFailed(f"GET /agent.json answered HTTP {status}: is this a python-a2a server's base URL?")
+    card, path = await read_card(url)
     try:
-        card = json.loads(body)
-    except ValueError:
-        raise CheckFailed(f"GET /agent.json did not answer JSON: {body[:60]!r}") from None
+        dialects = claimed_dialects(card)
+    except A2AError as exc:
+        raise CheckFailed(f"{path}: {exc}") from None
     if not card.get("capabilities", {}).get("streaming"):
         raise CheckFailed(f"agent card of {card.get('name')!r} does not claim capabilities.streaming")
-    return f"{card.get('name')!r} claims streaming"
+    return f"{card.get('name')!r} claims streaming over {', '.join(DIALECT_NAMES[d] for d in dialects)} ({path})"
 
 
-async def check_round_trip(url: str, text: str) -> str:
-    reply = await kit.StrictStreamingClient(url, timeout=10).send_message_async(text)
+def claimed_dialects(card: dict) -> list[str]:
+    """The dialects a card claims, in the order DIALECT_NAMES lists them (a2a-sdk reads the A2A part)."""
+    claimed = set(a2a_interfaces(card))
+    with contextlib.suppress(A2AError):
+        if choose_dialect(card) == "python-a2a":
+            claimed.add("python-a2a")
+    return [dialect for dialect in DIALECT_NAMES if dialect in claimed]
+
+
+async def check_round_trip(url: str, text: str, dialect: str = "python-a2a") -> str:
+    reply = await kit.StrictStreamingClient(url, timeout=10, dialect=dialect).send_message_async(text)
     answer = kit.message_text(reply)
     if not answer:
         raise CheckFailed("the non-streaming reply has no text")
     return f"{len(answer)} characters back"
 
 
-def _describe(problem: A2AStreamingError | None, indices: list[int]) -> str:
+def _describe(problem: A2AError | None, indices: list[int]) -> str:
     """What went wrong with one stream, in words; "" when nothing did."""
-    if isinstance(problem, StreamTruncatedError):
+    if isinstance(problem, StreamTruncatedError) and "lastChunk" in str(problem):
         where = f"after chunk #{indices[-1]}" if indices else "before any chunk"
         return f"ended {where} without the lastChunk marker, so its tail is lost"
     return str(problem or "")
 
 
-async def stream_once(url: str, text: str, idle_timeout: float = 10) -> tuple[list[int], str, A2AStreamingError | None]:
+async def stream_once(url: str, text: str, idle_timeout: float = 10,
+                      dialect: str = "python-a2a") -> tuple[list[int], str, A2AError | None]:
     """Indices received, text, and what went wrong (None when the stream ended with its marker)."""
     indices, pieces = [], []
     try:
-        async for chunk in kit.StrictStreamingClient(url, timeout=idle_timeout).stream_response(text):
+        client = kit.StrictStreamingClient(url, timeout=idle_timeout, dialect=dialect)
+        async for chunk in client.stream_response(text):
             indices.append(chunk.get("index", len(indices)) if isinstance(chunk, dict) else len(indices))
             pieces.append(kit.chunk_text(chunk))
-    except A2AStreamingError as exc:
+    except A2AError as exc:
         return indices, "".join(pieces), exc
     return indices, "".join(pieces), None
 
 
-async def check_streams_complete(url: str, text: str, runs: int) -> str:
-    """Stream the same message several times; any gap, short run or missing marker is a loss."""
-    results = [await stream_once(url, text) for _ in range(runs)]
+async def check_streams_complete(url: str, text: str, runs: int, dialect: str = "python-a2a") -> str:
+    """Stream the same message several times; any gap, short run or missing end is a loss."""
+    results = [await stream_once(url, text, dialect=dialect) for _ in range(runs)]
     longest = max(len(indices) for indices, _, _ in results)
     problems: dict[str, list[int]] = {}  # problem -> the runs that had it
     for run, (indices, _, problem) in enumerate(results, 1):
@@ -163,9 +202,11 @@ async def check_streams_complete(url: str, text: str, runs: int) -> str:
         for text in filter(None, found):
             problems.setdefault(text, []).append(run)
     if problems:
-        raise CheckFailed("; ".join(f"run{'s' * (len(runs_) > 1)} {', '.join(map(str, runs_))}: {text}"
-                                    for text, runs_ in problems.items()))
-    return f"{runs} runs × {longest} chunks, in order, each with the lastChunk marker"
+        claim = "" if dialect == "python-a2a" else f"card claims streaming over A2A {dialect}; "
+        raise CheckFailed(claim + "; ".join(f"run{'s' * (len(runs_) > 1)} {', '.join(map(str, runs_))}: {text}"
+                                            for text, runs_ in problems.items()))
+    end = "the lastChunk marker" if dialect == "python-a2a" else "the task completed"
+    return f"{runs} runs × {longest} chunks, in order, each ending with {end}"
 
 
 async def check_bad_input(url: str) -> str:
@@ -178,6 +219,105 @@ async def check_bad_input(url: str) -> str:
     if _http("GET", f"{url}/agent.json")[0] != 200:
         raise CheckFailed("the server stopped answering after bad input")
     return f"{len(answers)} bad requests → " + ", ".join(sorted({str(s) for s in answers.values()}))
+
+
+# ---------------------------------------------------------------- A2A checks (any agent whose card claims it)
+async def check_bad_rpc(url: str, version: str) -> str:
+    """Bad JSON-RPC bodies on the A2A endpoint get a JSON-RPC error with HTTP 200, and the agent goes on."""
+    card, _ = await read_card(url)
+    endpoint, wrong, codes = a2a_interfaces(card)[version], [], set()
+    for name, body in BAD_RPC.items():
+        status, raw = _http("POST", endpoint, body(METHOD_NAMES[version]), {"A2A-Version": version})
+        error = _rpc_error(raw)
+        if status != 200 or error is None:
+            wrong.append(f"{name} → HTTP {status}{'' if error else ', no JSON-RPC error'}")
+        else:
+            codes.add(error["code"])
+    if wrong:
+        raise CheckFailed(f"{endpoint} (A2A {version}): " + ", ".join(wrong))
+    await read_card(url)  # still serving
+    return f"{len(BAD_RPC)} bad requests → HTTP 200 with JSON-RPC errors {', '.join(map(str, sorted(codes)))}"
+
+
+def _rpc_error(raw: bytes) -> dict | None:
+    try:
+        error = json.loads(raw).get("error")
+    except (ValueError, AttributeError):
+        return None
+    return error if isinstance(error, dict) and isinstance(error.get("code"), int) else None
+
+
+def _task(text: str) -> Task:
+    return Task(message=kit.text_message(text).to_dict())
+
+
+def _merge(texts: dict[str, str], update: Task) -> None:
+    """Reassemble artifact text: a whole artifact (a Task's, or append false) replaces, append adds."""
+    for artifact in update.artifacts:
+        key, text = artifact["artifactId"], kit.artifact_text(artifact)
+        texts[key] = texts.get(key, "") + text if artifact.get("append") else text
+
+
+async def check_resubscribe(url: str, version: str, text: str) -> str:
+    """Drop the stream after the first chunk, resubscribe, and compare what arrived with tasks/get."""
+    client, task, texts = kit.TaskStreamingClient(url, timeout=10, dialect=version), _task(text), {}
+    async with contextlib.aclosing(client.tasks_send_subscribe(task)) as updates:
+        async for update in updates:
+            _merge(texts, update)
+            if update.artifacts or update.status.state in kit.FINAL_STATES:
+                break  # hang up after the first chunk
+    try:
+        async with contextlib.aclosing(client.tasks_resubscribe(task.id)) as updates:
+            kinds = []
+            async for update in updates:
+                kinds.append(update.metadata["kind"])
+                _merge(texts, update)
+    except A2AResponseError as refused:  # the spec lets an agent refuse a task that has ended
+        stored = await _stored(client, task.id)
+        if stored["state"] not in ("completed", "canceled", "failed", "rejected"):
+            raise CheckFailed(f"resubscribe to a {stored['state']} task was refused: {refused}") from None
+        return f"the task had ended {stored['state']} before the resubscribe, which said so ({refused})"
+    if version == "1.0" and kinds[0] != "task":
+        raise CheckFailed(f"SubscribeToTask began with a {kinds[0]}, not the Task as it stands (v1.0 §3.1.6)")
+    stored = await _stored(client, task.id)
+    got, kept = "".join(texts.values()), stored["text"]
+    if got != kept and version == "1.0":
+        raise CheckFailed(f"after the resubscribe {len(got)} of the task's {len(kept)} characters had arrived")
+    share = "all" if got == kept else f"{len(got)} of"  # v0.3 leaves the backfill to the agent (§7.9)
+    return f"rejoined after the first chunk: {len(kinds)} events, {share} {len(kept)} characters, {stored['state']}"
+
+
+async def _stored(client: kit.TaskStreamingClient, task_id: str) -> dict:
+    async with client.a2a_session(client.dialect) as sdk:
+        event = await sdk.get(task_id)
+    return {"state": event["state"], "text": "".join(text for _, text in event["artifacts"])}
+
+
+async def check_cancel(url: str, version: str, text: str) -> str:
+    """Cancel a task at its first update: it ends canceled, or it had already ended and the cancel says so."""
+    client, task, states = kit.TaskStreamingClient(url, timeout=10, dialect=version), _task(text), []
+    async with contextlib.aclosing(client.tasks_send_subscribe(task)) as updates:
+        async for update in updates:
+            states.append(kit.a2a_state(update.status.state))
+            if len(states) == 1:
+                try:
+                    answer = kit.a2a_state((await client.cancel_task(task.id)).status.state)
+                except A2AResponseError as refused:
+                    answer = f"refused ({refused})"
+    if states[-1] == "canceled":
+        return f"the cancel answered {answer}; the stream ended canceled"
+    if states[-1] == "completed" and answer.startswith("refused"):
+        return f"the task completed before the cancel took effect; the cancel was {answer}"
+    raise CheckFailed(f"the cancel answered {answer}, and the stream ended {states[-1]}")
+
+
+def a2a_checks(url: str, version: str, text: str, runs: int) -> list[tuple[str, Callable]]:
+    name = DIALECT_NAMES[version]
+    return [(f"{name} streams complete", lambda: check_streams_complete(url, text, runs, dialect=version)),
+            (f"{name} non-streaming round trip", lambda: check_round_trip(url, text, dialect=version)),
+            (f"{name} bad JSON-RPC gets an error", lambda: check_bad_rpc(url, version)),
+            (f"{name} resubscribe", lambda: check_resubscribe(url, version, text)),
+            (f"{name} cancel", lambda: check_cancel(url, version, text))]
 
 
 # ---------------------------------------------------------------- checks that need the harness agent
@@ -215,13 +355,16 @@ async def check_disconnect(url: str, agent: HarnessAgent) -> str:
 
 
 # ---------------------------------------------------------------- running
-def _http(method: str, url: str, body: bytes | None = None) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": "application/json"})
+def _http(method: str, url: str, body: bytes | None = None, headers: dict | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=body, method=method,
+                                     headers={"Content-Type": "application/json", **(headers or {})})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
+    except OSError as error:  # refused, reset, timed out: no HTTP answer at all
+        raise CheckFailed(f"{method} {url}: {getattr(error, 'reason', error)}") from None
 
 
 class Checklist:
@@ -241,10 +384,14 @@ class Checklist:
         except Exception as error:  # an unexpected error is a failed check, with its reason
             self.add(Result(name, False, f"{type(error).__name__}: {error}"))
 
+    def skip(self, name: str, reason: str) -> None:
+        self.add(Result(name, True, f"not checked: {reason}", checked=False))
+
     def add(self, result: Result) -> None:
         self.results.append(result)
         if not self.as_json:
-            mark = examples_support.paint(self.marks[0], "green") if result.ok else examples_support.paint(self.marks[1], "red")
+            mark = (examples_support.paint(self.marks[0], "green") if result.ok else
+                    examples_support.paint(self.marks[1], "red")) if result.checked else "-"
             print(f"{mark} {result.check}: {result.detail}", flush=True)
 
     def finish(self) -> bool:
@@ -254,7 +401,9 @@ class Checklist:
             print(json.dumps({"passed": passed, "checks": [asdict(r) for r in self.results]}, indent=2))
         else:
             failed = sum(not r.ok for r in self.results)
-            print(f"\n{len(self.results) - failed} passed, {failed} failed")
+            skipped = sum(not r.checked for r in self.results)
+            print(f"\n{len(self.results) - failed - skipped} passed, {failed} failed"
+                  + (f", {skipped} not checked" if skipped else ""))
         return passed
 
 
@@ -283,8 +432,25 @@ async def run_local(checklist: Checklist, runs: int) -> None:
 
 
 async def run_remote(checklist: Checklist, url: str, text: str, runs: int) -> None:
-    for name, check in protocol_checks(url, text, runs):
-        await checklist.run(name, check)
+    """Check each dialect the agent's card claims; no readable card: python-a2a's checks say what fails."""
+    try:
+        card, _ = await read_card(url)
+        dialects, why_not = claimed_dialects(card), "the agent card does not claim it"
+    except (CheckFailed, A2AError):
+        dialects, why_not = ["python-a2a"], "no agent card to read a claim from"
+    checks = protocol_checks(url, text, runs)
+    await checklist.run(*checks[0])  # the card
+    if "python-a2a" in dialects:
+        for name, check in checks[1:]:
+            await checklist.run(name, check)
+    else:
+        checklist.skip(DIALECT_NAMES["python-a2a"], f"{why_not} (no python-a2a capability flags)")
+    for version in ("1.0", "0.3"):
+        if version not in dialects:
+            checklist.skip(DIALECT_NAMES[version], f"{why_not} (no JSON-RPC interface of A2A {version})")
+            continue
+        for name, check in a2a_checks(url, version, text, runs):
+            await checklist.run(name, check)
 
 
 def _positive(value: str) -> int:
@@ -296,7 +462,7 @@ def _positive(value: str) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__.split("\n\n")[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--url", type=examples_support.http_url, help="check a running python-a2a streaming server instead")
+    parser.add_argument("--url", type=examples_support.http_url, help="check a running agent instead (python-a2a, kit or any A2A agent)")
     parser.add_argument("--message", default="Hello from the streaming smoke test", help="text sent with --url")
     parser.add_argument("--runs", type=_positive, default=5, help="streams per completeness check (default 5)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")

@@ -238,12 +238,19 @@ def agent_card(stock: dict, url: str, skills: list) -> dict:
         "protocolVersion": "0.3.0", "preferredTransport": "JSONRPC",
         "supportedInterfaces": [{"url": url, "protocolBinding": "JSONRPC", "protocolVersion": version}
                                 for version in ("1.0", "0.3")],
-        "capabilities": {"streaming": True, "pushNotifications": False, "stateTransitionHistory": False},
+        "capabilities": {**_python_a2a_flags(stock), "streaming": True, "pushNotifications": False,
+                         "stateTransitionHistory": False},
         "defaultInputModes": ["text/plain"], "defaultOutputModes": ["text/plain"],
         "skills": skills or [{"id": "answer", "name": name, "description": description,
                               "tags": ["streaming", "text"]}],
     })
     return card
+
+
+def _python_a2a_flags(stock: dict) -> dict:
+    """python-a2a's own capability flags: they tell the kit's client that /stream is served here."""
+    capabilities = stock.get("capabilities") or {}
+    return {key: capabilities[key] for key in ("google_a2a_compatible", "parts_array_format") if key in capabilities}
 
 
 def skill_dict(skill: Any) -> dict:

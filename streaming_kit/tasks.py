@@ -29,7 +29,7 @@ from typing import Any, AsyncIterator, Callable, Optional
 import aiohttp
 from . import a2a
 from .a2a import FINAL_STATES, a2a_state, utc_timestamp
-from .client import StrictStreamingClient
+from .client import StrictStreamingClient, a2a_event_as_task
 from .messages import RequestProblem, StreamTruncatedError, _RpcProblem, chunk_text, parse_stream_request
 from .server import HANGUP, StreamingAgent, agent_loop
 from python_a2a import A2AConnectionError, A2AResponseError, Message, StreamingClient, Task, TaskState
@@ -449,25 +449,45 @@ class TaskStreamingAgent(StreamingAgent):
 
 
 class TaskStreamingClient(StrictStreamingClient):
-    """python-a2a's task-streaming API, strict: a cut stream or a failed call raises (§16, §17)."""
+    """python-a2a's task-streaming API, strict, for any agent: a cut stream or a failed call raises (§16, §17).
+
+    Speaks python-a2a's task endpoints to kit and python-a2a agents and A2A (v1.0 or v0.3, through
+    a2a-sdk) to any other, as its card says (or `dialect=`). Over A2A the agent names the task:
+    the Task passed to tasks_send_subscribe gets the agent's id with the first update, and
+    metadata.seq counts the updates this client received (a2a-sdk does not pass on event ids).
+    """
 
     async def tasks_send_subscribe(self, task: Task) -> AsyncIterator[Task]:
         """python-a2a's tasks_send_subscribe; raises if the stream ends before a final state."""
-        async for update in _until_final(super().tasks_send_subscribe(task), self.url):
+        if await self.resolve_dialect() == "python-a2a":
+            updates = super().tasks_send_subscribe(task)
+        else:
+            updates = self._a2a_updates(lambda sdk: sdk.stream(chunk_text(task.message or {}), task.session_id),
+                                        first_seq=0, state="submitted", named=task)
+        async for update in _until_final(updates, self.url):
             yield update
 
     async def tasks_resubscribe(self, task_id: str, session_id: Optional[str] = None,
                                 after: Optional[int] = None) -> AsyncIterator[Task]:
-        """Rejoin a task's stream (§16); `after` = seq of the last update seen, so none repeats."""
-        client = self
-        if after is not None:  # python-a2a's method takes no headers: give a copy the Last-Event-ID
-            client = copy.copy(self)
-            client.headers = {**self.headers, "Last-Event-ID": str(after)}
-        async for update in _until_final(StreamingClient.tasks_resubscribe(client, task_id, session_id), self.url):
+        """Rejoin a task's stream (§16); `after` = seq of the last update seen, so none repeats
+        (A2A: sent as Last-Event-ID, which the kit honours on v0.3; v1.0 starts with the task as it stands)."""
+        if await self.resolve_dialect() != "python-a2a":
+            updates = self._a2a_updates(lambda sdk: sdk.subscribe(task_id, after),
+                                        first_seq=0 if after is None else after + 1, state="working")
+        else:
+            client = self
+            if after is not None:  # python-a2a's method takes no headers: give a copy the Last-Event-ID
+                client = copy.copy(self)
+                client.headers = {**self.headers, "Last-Event-ID": str(after)}
+            updates = StreamingClient.tasks_resubscribe(client, task_id, session_id)
+        async for update in _until_final(updates, self.url):
             yield update
 
     async def cancel_task(self, task_id: str) -> Task:
         """tasks/cancel that raises when refused (python-a2a's A2AClient.cancel_task reports CANCELED)."""
+        if await self.resolve_dialect() != "python-a2a":
+            async with self.a2a_session(self.dialect) as sdk:
+                return a2a_event_as_task(await sdk.cancel(task_id), seq=0)
         body = {"jsonrpc": "2.0", "id": str(uuid.uuid4()), "method": "tasks/cancel", "params": {"id": task_id}}
         try:
             async with self._create_session() as session:
@@ -478,6 +498,22 @@ class TaskStreamingClient(StrictStreamingClient):
         if not isinstance(reply, dict) or "result" not in reply:
             raise A2AResponseError(f"tasks/cancel {task_id}: {(reply or {}).get('error', reply)}")
         return Task.from_dict(reply["result"])
+
+    async def _a2a_updates(self, open_stream: Callable, first_seq: int, state: str,
+                           named: Optional[Task] = None) -> AsyncIterator[Task]:
+        """An A2A task stream as python-a2a Task updates, numbered from first_seq, up to the final one."""
+        async with self.a2a_session(self.dialect) as sdk:
+            async with contextlib.aclosing(open_stream(sdk)) as events:
+                seq = first_seq
+                async for event in events:
+                    update = a2a_event_as_task(event, seq, state)
+                    state = event.get("state") or state
+                    if named is not None and seq == first_seq:  # the agent's id for the task sent
+                        named.id, named.session_id = update.id, update.session_id or named.session_id
+                    yield update
+                    seq += 1
+                    if update.status.state in FINAL_STATES:
+                        return
 
 
 async def _until_final(updates: AsyncIterator[Task], where: str) -> AsyncIterator[Task]:
@@ -493,4 +529,6 @@ async def _until_final(updates: AsyncIterator[Task], where: str) -> AsyncIterato
             last = task
             yield task
     if last is None or last.status.state not in FINAL_STATES:
-        raise StreamTruncatedError(f"task stream from {where} ended before a final state: updates were lost")
+        state = a2a_state(last.status.state) if last is not None else "none"
+        raise StreamTruncatedError(f"task stream from {where} ended before a final state (last: {state}): "
+                                   "updates were lost")

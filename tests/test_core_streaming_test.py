@@ -11,7 +11,8 @@ from flask import Flask, Response
 from werkzeug.serving import make_server
 
 import streaming_kit as kit
-from conftest import library_noise, load_script, run_script, stock_agent_class
+from a2a_rig import start_official_agent
+from conftest import ROOT, library_noise, load_script, run_script, stock_agent_class
 
 harness = load_script("core_streaming_test.py")
 
@@ -33,11 +34,58 @@ def test_json_output_is_machine_readable():
     assert len(report["checks"]) == 12 and all(check["ok"] for check in report["checks"])
 
 
-def test_url_mode_passes_against_a_kit_agent():
+def test_url_mode_passes_against_a_kit_agent_in_all_three_dialects():
     with kit.serve(harness.HarnessAgent()) as url:
-        result = run_script("core_streaming_test.py", "--url", url)
+        result = run_script("core_streaming_test.py", "--url", url, "--runs", "2", "--json")
+    report = json.loads(result.stdout)
     assert result.returncode == 0, result.stdout
-    assert "4 passed, 0 failed" in result.stdout
+    checks = {c["check"]: c for c in report["checks"]}
+    assert all(c["ok"] and c["checked"] for c in report["checks"])
+    for name in ("streams complete and in order", "A2A 1.0 streams complete", "A2A 0.3 streams complete",
+                 "A2A 1.0 bad JSON-RPC gets an error", "A2A 0.3 resubscribe", "A2A 1.0 cancel"):
+        assert name in checks
+
+
+@pytest.mark.parametrize("mode, claimed", [("v1", {"1.0"}), ("v1-compat", {"1.0", "0.3"}), ("v03", {"0.3"})])
+def test_url_mode_passes_against_official_agents_and_does_not_fail_what_they_do_not_claim(mode, claimed):
+    with start_official_agent(mode) as (url, _):
+        result = run_script("core_streaming_test.py", "--url", url, "--runs", "2", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    checks = json.loads(result.stdout)["checks"]
+    assert all(c["ok"] for c in checks)
+    not_checked = {c["check"] for c in checks if not c["checked"]}
+    assert not_checked == {f"A2A {v}" for v in {"1.0", "0.3"} - claimed} | {"python-a2a /stream"}
+    for version in claimed:
+        assert any(c["check"] == f"A2A {version} resubscribe" and c["checked"] for c in checks)
+
+
+def test_url_mode_names_a_stream_that_ends_without_a_terminal_state():
+    with start_official_agent("broken-no-terminal") as (url, _):
+        result = run_script("core_streaming_test.py", "--url", url, "--runs", "1", "--json")
+    assert result.returncode == 1
+    checks = {c["check"]: c for c in json.loads(result.stdout)["checks"]}
+    for version in ("1.0", "0.3"):
+        streams = checks[f"A2A {version} streams complete"]
+        assert not streams["ok"] and "without a terminal task state" in streams["detail"]
+
+
+EXAMPLES = ["basic_streaming.py", "01_basic_streaming.py", "02_advanced_streaming.py",
+            "03_streaming_llm_integration.py", "04_task_based_streaming.py"]
+
+
+@pytest.mark.parametrize("script", EXAMPLES)
+def test_url_mode_passes_against_every_example_agent(script):
+    server = subprocess.Popen([sys.executable, str(ROOT / script), "--serve", "--port", "0"], cwd=ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True,
+                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        url = server.stdout.readline().split(" at ")[-1].strip()
+        assert url.startswith("http://127.0.0.1:"), url
+        result = run_script("core_streaming_test.py", "--url", url, "--runs", "1", timeout=300)
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+    assert result.returncode == 0, result.stdout
 
 
 @pytest.mark.parametrize("delay", [0.02, 0.0], ids=["paced agent", "zero-delay agent"])
