@@ -16,6 +16,7 @@ from .server import HANGUP, KEEPALIVE_SECONDS, MAX_BODY_BYTES, StreamingAgent, l
 from .client import StrictStreamingClient
 from .a2a import FINAL_STATES, a2a_state
 from .tasks import TaskStreamingAgent, TaskStreamingClient, TaskUpdate, artifact_text
+from .transforms import StopAt, pipeline, redact_secrets, tidy_whitespace, whole_words
 from python_a2a import A2AConnectionError, A2AError, A2AResponseError, A2AStreamingError
 
 __all__ = ["A2AConnectionError", "A2AError", "A2AResponseError", "A2AStreamingError", "FINAL_STATES",
@@ -23,3 +24,4 @@ __all__ = ["A2AConnectionError", "A2AError", "A2AResponseError", "A2AStreamingEr
            "StreamTruncatedError", "StreamingAgent", "StrictStreamingClient", "TaskStreamingAgent",
            "TaskStreamingClient", "TaskUpdate", "a2a_state", "artifact_text", "chunk_text", "last_event_id",
            "message_text", "parse_stream_request", "quiet", "serve", "text_message"]
+__all__ += ["StopAt", "pipeline", "redact_secrets", "tidy_whitespace", "whole_words"]
