@@ -24,18 +24,18 @@ from __future__ import annotations
 import asyncio
 import importlib
 import os
-import re
 import sys
 import threading
 import time
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator, Callable, Iterable, Optional
+from typing import Any, AsyncIterator, Iterable, Optional
 
-from streaming_kit import (A2AStreamingError, StreamingAgent, StrictStreamingClient, chunk_text, message_text, quiet,
-                           text_message)
+from streaming_kit import (A2AStreamingError, StopAt, StreamingAgent, StrictStreamingClient, chunk_text, message_text,
+                           pipeline, redact_secrets, text_message, tidy_whitespace, whole_words)
+from streaming_kit.transforms import Transform
 from examples_support import demo_parser, llm_report, output_file, paint, run_demo, seconds_arg
-from examples_support.llm_simulators import SDK_MODULES, Pace, cannot_use_real, check_faults, simulate
+from examples_support.llm_simulators import SDK_MODULES, Pace, parse_checked, read_options, simulate
 
 DEFAULT_PORT = 8103
 PROVIDERS = ("openai", "anthropic", "bedrock")
@@ -49,14 +49,8 @@ PROMPT = "Why stream an LLM answer to another agent instead of sending it in one
 class ProviderError(Exception):
     """The provider failed (an error event, a stream cut off, a stall) before the answer was complete."""
 
-    notes: list[str]  # what transforms did with text they held when the stream broke
-
-    def __init__(self, message: str):
-        super().__init__(message)
-        self.notes = []
-
-    def __str__(self) -> str:
-        return "; ".join([super().__str__(), *self.notes])
+    def __str__(self) -> str:  # with the notes transforms add (text they withheld), so the client sees them
+        return "; ".join([super().__str__(), *getattr(self, "__notes__", [])])
 
 
 class ProviderStalled(ProviderError):
@@ -217,130 +211,9 @@ REAL_EVENTS = {"openai": real_openai_events, "anthropic": real_anthropic_events,
 
 
 # --8<-- [start:transforms]
-# 2. Each transform takes the token stream and returns a new one. Tokens split text anywhere, so a
-# transform looking for a pattern holds back the tail that could still become one. When the provider
-# fails mid-stream, each releases what it holds before passing the error on.
-SECRETS = (  # no word boundaries: a key glued to a word must not slip through
-    (re.compile(r"sk-[A-Za-z0-9_-]{16,}"), "[redacted key]"), (re.compile(r"AKIA[0-9A-Z]{16}"), "[redacted key]"),
-    (re.compile(r"[A-Za-z0-9_.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"), "[redacted email]"))
-LAST_NON_SECRET_CHAR = re.compile(r"[^A-Za-z0-9_.+@-][A-Za-z0-9_.+@-]*\Z")  # secrets use these characters only
-SECRET_START = re.compile(r"sk-|AKIA|@")  # an unfinished word holding one of these may be half a secret
-MAX_HELD_CHARS, MAX_WORD_CHARS = 400, 24  # a longer run is released anyway (no secret is that long; Chinese)
-
-
-def redact(text: str) -> str:
-    for pattern, replacement in SECRETS:
-        text = pattern.sub(replacement, text)
-    return text
-
-
-async def redact_secrets(tokens: AsyncIterator[str]) -> AsyncIterator[str]:
-    """Replace keys and e-mail addresses, even streamed in pieces: text up to the last character no secret
-    contains is final; the run after it waits. On a failure, a held run that may be half a secret is
-    withheld (half a key is still a leak) and the error says so."""
-    held = ""
-    async with aclosing(tokens):
-        try:
-            async for token in tokens:
-                held += token
-                tail = LAST_NON_SECRET_CHAR.search(held)
-                cut = len(held) if not tail and len(held) > MAX_HELD_CHARS else (tail.start() + 1 if tail else 0)
-                if cut:
-                    yield redact(held[:cut])
-                    held = held[cut:]
-        except Exception as exc:
-            unfinished, held = redact(held), ""
-            if not SECRET_START.search(unfinished):
-                yield unfinished
-            elif isinstance(exc, ProviderError):
-                exc.notes.append(f"its last {len(unfinished)} characters were withheld: they could be the "
-                                 "start of a secret")
-            raise
-    if held:
-        yield redact(held)
-
-
-class StopAt:
-    """Cut the answer at the first stop sequence and stop reading the provider (saves tokens)."""
-
-    def __init__(self, *sequences: str):
-        self.sequences, self.hit = [s for s in sequences if s], False
-
-    async def __call__(self, tokens: AsyncIterator[str]) -> AsyncIterator[str]:
-        held = ""
-        async with aclosing(tokens):
-            try:
-                async for token in tokens:
-                    held += token
-                    if found := [i for i in (held.find(s) for s in self.sequences) if i >= 0]:
-                        self.hit = True
-                        if held[:min(found)]:
-                            yield held[:min(found)]
-                        return  # aclosing closes the provider stream
-                    keep = max((n for s in self.sequences for n in range(1, len(s)) if held.endswith(s[:n])),
-                               default=0)  # the longest tail that could still grow into a stop sequence
-                    if len(held) > keep:
-                        yield held[:len(held) - keep]
-                        held = held[len(held) - keep:]
-            except Exception:
-                if held:  # the stream broke: what we held never became a stop sequence
-                    yield held
-                raise
-        if held:
-            yield held
-
-
-def squeeze_whitespace(text: str) -> str:
-    """No trailing spaces on lines, at most one blank line in a row."""
-    return re.sub(r"\n{3,}", "\n\n", re.sub(r"[ \t]+\n", "\n", re.sub(r"\r\n?", "\n", text)))
-
-
-async def tidy_whitespace(tokens: AsyncIterator[str]) -> AsyncIterator[str]:
-    """squeeze_whitespace on a stream; the answer's leading and trailing whitespace is dropped.
-    It only ever holds whitespace, so a broken stream loses nothing but that."""
-    held, started = "", False
-    async with aclosing(tokens):
-        async for token in tokens:
-            held += token
-            if body_end := len(held.rstrip()):  # trailing whitespace waits: it cannot be squeezed yet
-                text = squeeze_whitespace(held[:body_end])
-                yield text if started else text.lstrip()
-                started, held = True, held[body_end:]
-
-
-async def whole_words(tokens: AsyncIterator[str]) -> AsyncIterator[str]:
-    """Coalesce word pieces into whole words: fewer, more readable A2A chunks. Text without spaces
-    (Chinese, a long URL) is released every MAX_WORD_CHARS characters, so it still streams."""
-    held = ""
-    async with aclosing(tokens):
-        try:
-            async for token in tokens:
-                held += token
-                cut = len(held) - len(re.split(r"\s", held)[-1])
-                cut = len(held) if cut == 0 and len(held) > MAX_WORD_CHARS else cut
-                if cut:
-                    yield held[:cut]
-                    held = held[cut:]
-        except Exception:
-            if held:  # the stream broke mid-word: the half word is still text the model wrote
-                yield held
-            raise
-    if held:
-        yield held
-
-
-Transform = Callable[[AsyncIterator[str]], AsyncIterator[str]]
-
-
-def pipeline(tokens: AsyncIterator[str], transforms: Iterable[Transform]) -> AsyncIterator[str]:
-    """Apply transforms left to right: the first one sees the provider's tokens."""
-    for transform in transforms:
-        tokens = transform(tokens)
-    return tokens
-
-
+# 2. The kit's stream transforms (streaming_kit/transforms.py), in this order: redact first, so nothing
+# downstream ever sees a secret; then cut at a stop sequence, tidy whitespace, and group into words.
 def default_transforms(stop: StopAt) -> list[Transform]:
-    """Redact first (nothing downstream ever sees a secret), then cut, tidy, and group into words."""
     return [redact_secrets, stop, tidy_whitespace, whole_words]
 # --8<-- [end:transforms]
 
@@ -370,7 +243,8 @@ class LLMBridgeAgent(StreamingAgent):
             importlib.import_module(SDK_MODULES[provider])
 
     async def stream_response(self, message) -> AsyncIterator[Any]:
-        providers, faults, stall = self.read_options(message)  # a ValueError reaches the client as an error event
+        # The request's options (see the docstring); a ValueError reaches the client as an error event.
+        providers, faults, stall = read_options(message, PROVIDERS, self.real, self.stall_seconds)
         stop, failed_attempts = StopAt(*self.stop_sequences), []
         for provider in providers:  # 3. the first provider that produces a token (or ends cleanly) answers
             run = ProviderRun(provider, MODELS[provider], simulated=provider not in self.real)
@@ -387,22 +261,6 @@ class LLMBridgeAgent(StreamingAgent):
             yield {"summary": {**summary, "stop_reason": "stop_sequence"} if stop.hit else summary}  # 1. data, no text
             return
         raise ProviderError("no provider answered: " + "; ".join(failed_attempts))
-
-    def read_options(self, message) -> tuple[list[str], dict[str, str], float]:
-        """The request's metadata options, validated: providers, faults, stall limit."""
-        options = getattr(message.metadata, "custom_fields", None) or {}
-        providers = options.get("providers") or list(PROVIDERS)
-        faults = check_faults(options.get("faults") or {}, PROVIDERS)  # simulated failures, for the demo
-        stall = options.get("stall_seconds", self.stall_seconds)  # 0 is a bad value, not "unset"
-        if not isinstance(providers, list):
-            raise ValueError('"providers" must be a list of names')
-        if unknown := [p for p in providers if p not in PROVIDERS]:
-            raise ValueError(f"unknown provider {unknown[0]!r}; choose from {', '.join(PROVIDERS)}")
-        if isinstance(stall, bool) or not isinstance(stall, (int, float)) or stall <= 0:
-            raise ValueError('"stall_seconds" must be a positive number')
-        if real_faults := [p for p in faults if p in self.real]:
-            raise ValueError(f"faults are simulated: {real_faults[0]} is running against the real API")
-        return providers, faults, min(stall, self.stall_seconds)
 
     async def provider_tokens(self, provider: str, prompt: str, run: ProviderRun, stall: float,
                               fault: Optional[str]) -> AsyncIterator[str]:
@@ -466,30 +324,6 @@ async def ask(url: str, scenario: str, **options: Any) -> Outcome:
 # --8<-- [end:client]
 
 
-async def scenarios(url: str, short_stall: float, report=None) -> int:
-    """Clean run per provider, then fallback and a mid-stream failure on simulated providers; one verdict."""
-    clean = {p: await ask(url, f"{p} clean", providers=[p]) for p in PROVIDERS}
-    simulated = [p for p, o in clean.items() if (o.summary or {}).get("simulated")]
-    checks: dict[str, Any] = {}
-    if simulated:  # faults can only be injected into simulated providers
-        failing = simulated[:2]
-        answerer = next(p for p in PROVIDERS if p not in failing)  # 3 providers, at most 2 failing
-        stall = {"stall_seconds": short_stall} if answerer in simulated else {}  # a real API may take its time
-        checks = {"answerer": answerer, "partial_provider": simulated[0],
-                  "fallback": await ask(url, "fallback", providers=failing + [answerer], **stall,
-                                        faults=dict(zip(failing, ("error_before_first_token", "stall")))),
-                  "partial": await ask(url, f"{simulated[0]} fails mid-stream", providers=[simulated[0]],
-                                       faults={simulated[0]: "error_mid_stream"})}
-    elif all(o.summary for o in clean.values()):
-        print(paint("\n(no simulated provider: the failure scenarios need one)", "yellow"))
-    outcomes = list(clean.values()) + [checks[k] for k in ("fallback", "partial") if k in checks]
-    llm_report.print_outcomes(outcomes)
-    found = llm_report.problems(clean, [pattern for pattern, _ in SECRETS], **checks)
-    llm_report.save(report, outcomes, found)
-    llm_report.print_verdict(found)
-    return 1 if found else 0
-
-
 def command_line():
     parser = demo_parser(__doc__, DEFAULT_PORT)
     parser.server_option("--provider", action="append", choices=PROVIDERS, default=[],
@@ -501,16 +335,9 @@ def command_line():
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = command_line()
-    args = parser.parse_args(argv)
-    if not args.verbose:
-        quiet()  # before the checks below: boto3 logs "Found credentials ..." at INFO otherwise
-    for provider in args.provider:  # before anything starts: a missing SDK or key is a usage error
-        if reason := cannot_use_real(provider):
-            parser.error(f"--provider {provider}: {reason}")
-    short_stall = min(args.stall_seconds, 0.2 if args.fast else 2.0)  # the fallback's stall, when all simulated
+    args = parse_checked(command_line(), argv)  # a --provider without its SDK or key: a usage error
     agent = lambda: LLMBridgeAgent(args.provider, Pace(0, 0) if args.fast else Pace(), args.stall_seconds)
-    return run_demo(args, agent, lambda url: scenarios(url, short_stall, args.report), own_agent_only=True)
+    return run_demo(args, agent, lambda url: llm_report.scenarios(ask, url, PROVIDERS, args), own_agent_only=True)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 """The offline side of 03_streaming_llm_integration.py: simulated OpenAI, Anthropic and Bedrock streams.
 
 Each simulator plays its provider's documented event shapes with realistic pacing, and can fail on
-purpose (the demo's fallback and partial-answer scenarios). Also here: whether real mode can run.
+purpose (the demo's fallback and partial-answer scenarios). Also here: the request options that
+choose providers and faults, and whether real mode can run.
 Demo machinery only: the lesson (adapters, real SDK calls, transforms, fallback) is in the script.
 """
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import random
@@ -14,6 +16,8 @@ import time
 from dataclasses import dataclass
 from importlib.util import find_spec
 from typing import Any, AsyncIterator, Optional
+
+from streaming_kit import quiet
 
 FAULTS = ("error_before_first_token", "stall", "error_mid_stream")
 SDK_MODULES = {"openai": "openai", "anthropic": "anthropic", "bedrock": "boto3"}
@@ -30,15 +34,27 @@ class Pace:
             await asyncio.sleep(seconds * random.uniform(0.6, 1.4))
 
 
-def check_faults(faults: Any, providers: tuple[str, ...]) -> dict[str, str]:
-    """The "faults" request option, validated: {"openai": "error_mid_stream", ...}; ValueError if not."""
+def read_options(message: Any, providers: tuple[str, ...], real: set[str], stall_limit: float
+                 ) -> tuple[list[str], dict[str, str], float]:
+    """The demo agent's request metadata, validated: the providers to try in order, simulated faults
+    ({"openai": "error_mid_stream"}), the stall limit (only ever tightened). ValueError if bad: the
+    agent raises it, so the client gets it as an error event."""
+    options = getattr(message.metadata, "custom_fields", None) or {}
+    order, faults = options.get("providers") or list(providers), options.get("faults") or {}
+    stall = options.get("stall_seconds", stall_limit)  # 0 is a bad value, not "unset"
+    if not isinstance(order, list):
+        raise ValueError('"providers" must be a list of names')
     if not isinstance(faults, dict):
         raise ValueError('"faults" must be an object: {"<provider>": "<fault>"}')
-    if unknown := [p for p in faults if p not in providers]:
+    if unknown := [p for p in [*order, *faults] if p not in providers]:
         raise ValueError(f"unknown provider {unknown[0]!r}; choose from {', '.join(providers)}")
     if bad := [f for f in faults.values() if f not in FAULTS]:
         raise ValueError(f"unknown fault {bad[0]!r}; choose from {', '.join(FAULTS)}")
-    return faults
+    if isinstance(stall, bool) or not isinstance(stall, (int, float)) or stall <= 0:
+        raise ValueError('"stall_seconds" must be a positive number')
+    if real_faults := [p for p in faults if p in real]:
+        raise ValueError(f"faults are simulated: {real_faults[0]} is running against the real API")
+    return order, faults, min(stall, stall_limit)
 
 
 def simulated_tokens(prompt: str, model: str) -> list[str]:
@@ -121,12 +137,20 @@ async def simulate(provider: str, model: str, prompt: str, pace: Pace,
         yield event
 
 
-def cannot_use_real(provider: str) -> Optional[str]:
-    """Why real mode cannot run for this provider (SDK, credentials, region), or None when it can.
+def parse_checked(parser: argparse.ArgumentParser, argv: Optional[list[str]]) -> argparse.Namespace:
+    """parse_args, then: every --provider can run for real, else a usage error (exit 2) now
+    instead of a traceback in the middle of the demo."""
+    args = parser.parse_args(argv)
+    if not args.verbose:
+        quiet()  # before the checks: boto3 logs "Found credentials ..." at INFO otherwise
+    for provider in args.provider:
+        if reason := cannot_use_real(provider):
+            parser.error(f"--provider {provider}: {reason}")
+    return args
 
-    Checked when the arguments are parsed, so a missing piece is a clear usage error (exit 2)
-    instead of a traceback in the middle of the demo.
-    """
+
+def cannot_use_real(provider: str) -> Optional[str]:
+    """Why real mode cannot run for this provider (SDK, credentials, region), or None when it can."""
     module = SDK_MODULES[provider]
     if find_spec(module) is None:
         return f"the {module} SDK is not installed: pip install {module}"

@@ -19,6 +19,7 @@ from .asgi import asgi_app, serve_asgi
 from .client import StrictStreamingClient
 from .a2a import FINAL_STATES, a2a_state
 from .tasks import TaskStreamingAgent, TaskStreamingClient, TaskUpdate, artifact_text
+from .transforms import StopAt, pipeline, redact_secrets, tidy_whitespace, whole_words
 from python_a2a import A2AConnectionError, A2AError, A2AResponseError, A2AStreamingError
 
 __all__ = ["A2AConnectionError", "A2AError", "A2AResponseError", "A2AStreamingError", "FINAL_STATES",
@@ -27,3 +28,4 @@ __all__ = ["A2AConnectionError", "A2AError", "A2AResponseError", "A2AStreamingEr
            "TaskStreamingClient", "TaskUpdate", "a2a_state", "artifact_text", "chunk_text", "last_event_id",
            "message_text", "parse_stream_request", "quiet", "serve", "text_message", "asgi_app", "serve_asgi",
            "default_max_streams"]
+__all__ += ["StopAt", "pipeline", "redact_secrets", "tidy_whitespace", "whole_words"]

@@ -1,5 +1,6 @@
 """03_streaming_llm_integration.py: adapters on hand-written provider transcripts (tests/data), the real
-SDKs against local stubs, the transform pipeline, fallback over A2A, and the script as a user runs it."""
+SDKs against local stubs, the kit's transforms as the agent uses them, fallback over A2A, and the script
+as a user runs it. The transforms' own tests are in tests/kit/test_transforms.py."""
 from __future__ import annotations
 
 import asyncio
@@ -11,14 +12,14 @@ import sys
 import threading
 
 import pytest
-from hypothesis import given, settings, strategies as st
 
 from conftest import ROOT, library_noise, load_script, run_script
 from llm_stubs import LLMStub, transcript_events, transcript_frames
 
-from streaming_kit import StrictStreamingClient, StreamingAgent, chunk_text, serve, text_message
+from streaming_kit import (StrictStreamingClient, StreamingAgent, chunk_text, redact_secrets, serve, text_message,
+                           tidy_whitespace, whole_words)
 from python_a2a import A2AStreamingError
-from examples_support import llm_simulators
+from examples_support import llm_report, llm_simulators
 
 SCRIPT = "03_streaming_llm_integration.py"
 bridge = load_script(SCRIPT)
@@ -58,12 +59,6 @@ def text_positions(provider: str, events: list[dict]) -> list[int]:
             return any((choice.get("delta") or {}).get("content") for choice in event.get("choices") or [])
         return event.get("type") == "content_block_delta" if provider == "anthropic" else "contentBlockDelta" in event
     return [i for i, event in enumerate(events) if carries_text(event)]
-
-
-def transformed(transform, tokens: list[str]) -> list[str]:
-    async def go():
-        return [piece async for piece in transform(as_stream(tokens))]
-    return asyncio.run(go())
 
 
 # ---------------------------------------------------------------- adapters on the transcripts in tests/data
@@ -249,133 +244,24 @@ def test_real_openai_stream_cut_before_finish_is_an_error(stub):
         collect(bridge.openai_text, bridge.REAL_EVENTS["openai"]("hi"))
 
 
-# ---------------------------------------------------------------- transforms: any token split gives the same text
-PIECES = ["hello", " ", "\n", "  ", "\n\n\n", ".", "sk-abcdefghij0123456789", "ops@example.com",
-          "AKIAABCDEFGHIJKLMNOP", "User:", "\nUser:", "a-b", "@"]
-
-
-@st.composite
-def text_and_tokens(draw):
-    text = "".join(draw(st.lists(st.sampled_from(PIECES), max_size=12)))
-    cuts = sorted(set(draw(st.lists(st.integers(0, len(text)), max_size=10))))
-    edges = [0, *cuts, len(text)]
-    return text, [text[a:b] for a, b in zip(edges, edges[1:]) if b > a]
-
-
-@settings(max_examples=150, deadline=None)
-@given(text_and_tokens())
-def test_redaction_is_the_same_however_the_secret_is_split(case):
-    text, tokens = case
-    out = "".join(transformed(bridge.redact_secrets, tokens))
-    assert out == bridge.redact(text)
-    for secret in ("sk-abcdefghij0123456789", "ops@example.com", "AKIAABCDEFGHIJKLMNOP"):
-        assert secret not in out
-
-
-def test_redaction_holds_a_secret_back_until_it_is_complete():
-    pieces = transformed(bridge.redact_secrets, ["mail ", "ops", "-team@", "exam", "ple.com", " now"])
-    assert pieces == ["mail ", "[redacted email] ", "now"]
-
-
-@settings(max_examples=150, deadline=None)
-@given(text_and_tokens())
-def test_stop_sequence_cut_is_the_same_however_it_is_split(case):
-    text, tokens = case
+# ---------------------------------------------------------------- the kit's transforms in this script
+# (their own tests, every token split and every broken stream, are in tests/kit/test_transforms.py)
+def test_default_transforms_redact_first_then_cut_tidy_and_group_words():
     stop = bridge.StopAt("\nUser:")
-    out = "".join(transformed(stop, tokens))
-    assert out == text.split("\nUser:")[0]
-    assert stop.hit == ("\nUser:" in text)
+    assert bridge.default_transforms(stop) == [redact_secrets, stop, tidy_whitespace, whole_words]
 
 
-@settings(max_examples=150, deadline=None)
-@given(text_and_tokens())
-def test_whitespace_tidy_and_word_grouping_do_not_depend_on_the_split(case):
-    text, tokens = case
-    assert "".join(transformed(bridge.tidy_whitespace, tokens)) == bridge.squeeze_whitespace(text).strip()
-    words = transformed(bridge.whole_words, tokens)
-    assert "".join(words) == text
-    # each ends at whitespace, unless it is the last or an over-long run released anyway
-    assert all(not word[-1:].strip() or word is words[-1] or len(word) > bridge.MAX_WORD_CHARS for word in words)
-
-
-def test_whole_words_still_streams_text_without_spaces():
-    chinese = "流式传输让人更早看到答案。" * 10  # 130 characters, no space anywhere
-    pieces = transformed(bridge.whole_words, [chinese[i:i + 2] for i in range(0, len(chinese), 2)])
-    assert "".join(pieces) == chinese
-    assert len(pieces) > 3 and all(len(piece) <= bridge.MAX_WORD_CHARS + 2 for piece in pieces)
-
-
-def test_redaction_lets_text_without_spaces_through_as_it_comes():
-    chinese = ["请", "联系", "ops@exa", "mple.com", "获取", "帮助。"]  # the address is glued to the words
-    pieces = transformed(bridge.redact_secrets, chinese)
-    assert pieces == ["请", "联系", "[redacted email]获取", "帮助。"]
-
-
-def test_pipeline_applies_transforms_left_to_right():
-    async def shout(tokens):
-        async for token in tokens:
-            yield token.upper()
-
-    async def hide_hello(tokens):
-        async for token in tokens:
-            yield token.replace("hello", "*****")
-
-    def run(transforms):
-        return "".join(transformed(lambda tokens: bridge.pipeline(tokens, transforms), ["hel", "lo ", "you"]))
-    assert run([hide_hello, shout]) == "HELLO YOU"  # hide_hello saw "hel" and "lo " apart, shout then upper-cased
-    assert run([bridge.whole_words, hide_hello, shout]) == "***** YOU"
-
-
-def test_default_pipeline_redacts_cuts_and_tidies_in_one_pass():
-    stop = bridge.StopAt("\nUser:")
-    tokens = ["\n Key", ": sk-", "abcdefghij", "0123456789   \n\n\n\nBye", ".\nUs", "er: more"]
-    out = transformed(lambda t: bridge.pipeline(t, bridge.default_transforms(stop)), tokens)
-    assert "".join(out) == "Key: [redacted key]\n\nBye."
-    assert stop.hit
-
-
-def transformed_until_error(transform, tokens: list[str]) -> tuple[list[str], Exception]:
-    """What a transform yields when its source fails after `tokens`, and the error it passes on."""
+def test_provider_error_shows_what_the_redaction_withheld():
     async def source():
-        for token in tokens:
-            yield token
-        raise bridge.ProviderError("provider failed; the answer is partial")
-
-    got: list[str] = []
+        yield "the key is sk-abcdefghij"
+        raise bridge.ProviderError("openai failed after 1 tokens; the answer is partial")
 
     async def go():
-        async for piece in transform(source()):
-            got.append(piece)
+        return [piece async for piece in redact_secrets(source())]
     with pytest.raises(bridge.ProviderError) as raised:
         asyncio.run(go())
-    return got, raised.value
-
-
-@pytest.mark.parametrize("transform", [bridge.redact_secrets, bridge.StopAt("\nUser:"), bridge.tidy_whitespace,
-                                       bridge.whole_words], ids=["redact", "stop", "tidy", "words"])
-def test_each_transform_releases_what_it_holds_when_the_stream_breaks(transform):
-    got, error = transformed_until_error(transform, ["Hello ", "wor", "ld and", " more\nUs"])
-    assert "".join(got) == "Hello world and more\nUs"  # "\nUs" could have become the stop sequence "\nUser:"
-    assert error.notes == []
-
-
-def test_default_pipeline_delivers_every_word_written_before_a_mid_stream_failure():
-    got, error = transformed_until_error(lambda t: bridge.pipeline(t, bridge.default_transforms(bridge.StopAt())),
-                                         ["Hello ", "wor", "ld and", " more"])
-    assert "".join(got) == "Hello world and more"
-    assert str(error) == "provider failed; the answer is partial"
-
-
-@pytest.mark.parametrize("tokens, shown", [
-    (["key ", "sk-abcdefghij"], "key "),                 # half a key: withheld
-    (["mail ", "ops@exam"], "mail "),                    # half an address: withheld
-    (["key ", "sk-abcdefghij0123456789"], "key [redacted key]")])  # a whole key: redacted, as always
-def test_redaction_withholds_a_possible_secret_cut_short_and_says_so(tokens, shown):
-    got, error = transformed_until_error(bridge.redact_secrets, tokens)
-    assert "".join(got) == shown
-    withheld = shown == tokens[0]
-    assert ("withheld: they could be the start of a secret" in str(error)) == withheld
-    assert str(error).startswith("provider failed; the answer is partial")
+    assert str(raised.value) == ("openai failed after 1 tokens; the answer is partial; its last 13 characters "
+                                 "were withheld: they could be the start of a secret")
 
 
 # ---------------------------------------------------------------- the agent over A2A: fallback, partial, hang-up
@@ -587,7 +473,8 @@ def test_an_answer_without_the_summary_chunk_says_what_happened(capsys):
             yield "an answer "
 
     with serve(NoSummary()) as url:
-        assert asyncio.run(bridge.scenarios(url, short_stall=0.2)) == 1
+        assert asyncio.run(llm_report.scenarios(bridge.ask, url, bridge.PROVIDERS,
+                                                bridge.command_line().parse_args(["--fast"]))) == 1
     verdict = capsys.readouterr().out.strip().splitlines()[-1]
     assert "no summary" not in verdict
     assert verdict.startswith("Verdict: FAILED - openai clean: the stream ended without the summary chunk "

@@ -11,7 +11,8 @@ import urllib.request
 import pytest
 
 from conftest import ROOT, library_noise, load_script, run_script
-from streaming_kit import (StreamingAgent, TaskStreamingAgent, TaskStreamingClient, TaskUpdate, artifact_text,
+from examples_support import task_report
+from streaming_kit import (TaskStreamingAgent, TaskStreamingClient, TaskUpdate, artifact_text,
                            serve, text_message)
 from python_a2a import A2AError, A2AServer, StreamingClient, Task, TaskState, TaskStatus
 
@@ -99,54 +100,96 @@ def raw_subscribe(url: str, request: str) -> list[tuple[str, dict]]:
 
 
 # ---------------------------------------------------------------- the script, as a user runs it
+def run_with_report(tmp_path, *args: str) -> tuple:
+    """Run the script with --report; its result and the tasks it reported, by scenario."""
+    report_file = tmp_path / "tasks.json"
+    result = run_script(SCRIPT, *args, "--report", str(report_file))
+    report = json.loads(report_file.read_text(encoding="utf-8")) if report_file.exists() else None
+    return result, report
+
+
 @pytest.mark.timeout(60)
-def test_script_runs_all_four_scenarios():
-    result = run_script(SCRIPT, "--fast")
+def test_script_runs_all_four_scenarios(tmp_path):
+    result, report = run_with_report(tmp_path, "--fast")
     out = result.stdout
     assert result.returncode == 0, result.stderr + out
-    for scenario in demo.SCENARIOS:
-        assert f"== {scenario}:" in out
-    assert "working (python-a2a: waiting)" in out
+    assert library_noise(out + result.stderr) == [] and result.stderr == ""
+    assert out.strip().splitlines()[-1] == "Verdict: every task streamed as expected"
+    assert report["ok"] and report["problems"] == []
+    tasks = {task["scenario"]: task for task in report["tasks"]}
+    assert list(tasks) == ["success", "cancel", "fail", "resubscribe"]
+    assert {name: task["states"][-1] for name, task in tasks.items()} == {
+        "success": "completed", "cancel": "canceled", "fail": "failed", "resubscribe": "completed"}
+    assert all(task["states"] == ["submitted", "working", task["states"][-1]] for task in tasks.values())
+    assert {name: task["step"] for name, task in tasks.items()} == {"success": 6, "cancel": 3, "fail": 5,
+                                                                      "resubscribe": 6}
+    for name in ("success", "resubscribe"):  # every update once, in order; both artifacts whole
+        assert tasks[name]["seqs"] == list(range(12)) and tasks[name]["repeated"] == 0
+        assert {key: (a["text"], a["done"]) for key, a in tasks[name]["artifacts"].items()} == {
+            "sources": (demo.SOURCES, True), "report": (REPORT, True)}
+    assert tasks["resubscribe"]["rejoined_after"] == 2  # dropped after step 2, missed nothing
+    assert tasks["fail"]["reason"] == "RuntimeError: reviewing failed: the reviewer rejected the draft"
+    assert not tasks["fail"]["artifacts"]["report"]["done"]  # no lastChunk: not shown
+    assert "working (python-a2a: waiting)" in out  # the lines the README promises
     assert "cancelled at step 3/6; steps 4-6 never ran" in out
-    assert "reason: RuntimeError: reviewing failed: the reviewer rejected the draft" in out
-    assert "unfinished (no lastChunk, not shown): report.md" in out
     assert "resubscribe delivered updates #3-#11 (0 repeated)" in out
     assert out.count(REPORT) == 2  # printed once each by success and resubscribe, never by cancel/fail
-    assert "submitted > working > canceled" in out and "submitted > working > failed" in out
-    assert "Verdict: every task streamed as expected" in out and "FAILED" not in out
-    assert library_noise(out + result.stderr) == []
 
 
 @pytest.mark.timeout(30)
-def test_bad_scenario_is_a_usage_error():
-    result = run_script(SCRIPT, "--scenario", "nope")
-    assert result.returncode == 2 and "invalid choice: 'nope'" in result.stderr
+@pytest.mark.parametrize("args, complaint", [
+    (["--scenario", "nope"], "invalid choice: 'nope'"),
+    (["--serve", "--scenario", "cancel"], "--scenario belongs to the client run"),
+    (["--report", "tasks.txt"], "must end in .json")])
+def test_bad_arguments_are_usage_errors(args, complaint):
+    result = run_script(SCRIPT, *args)
+    assert result.returncode == 2 and complaint in result.stderr, result.stderr
 
 
 @pytest.mark.timeout(60)
-def test_serve_then_url_in_another_process():
+def test_serve_then_url_in_another_process(tmp_path):
     server = subprocess.Popen([sys.executable, str(ROOT / SCRIPT), "--serve", "--port", "0"], cwd=ROOT,
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         first_line = server.stdout.readline()  # blocks until the server announces itself
         assert first_line.startswith("Serving Report writer at http://127.0.0.1:"), first_line
         served_at = first_line.split(" at ")[1].strip()
-        result = run_script(SCRIPT, "--url", served_at, "--scenario", "cancel")
+        result, report = run_with_report(tmp_path, "--url", served_at, "--scenario", "cancel")
         assert result.returncode == 0, result.stdout + result.stderr
-        assert "cancelled at step 3/6; steps 4-6 never ran" in result.stdout
+        (task,) = report["tasks"]
+        assert (task["states"][-1], task["step"]) == ("canceled", 3)
     finally:
         server.terminate()
         assert server.wait(timeout=10) == 0
     assert library_noise(server.stdout.read() + server.stderr.read()) == []
 
 
+@pytest.mark.timeout(60)
+def test_url_of_another_examples_agent_is_refused_in_one_line():
+    with serve(load_script("basic_streaming.py").WordStreamer(delay=0)) as url:
+        result = run_script(SCRIPT, "--url", url, "--fast", timeout=50)
+    assert (result.returncode, result.stdout) == (1, "")  # it ran four tasks of "problems" (and then hung)
+    line, = result.stderr.splitlines()
+    assert f'{url} serves "Basic streaming agent", not "Report writer"' in line and len(line) < 160
+
+
+@pytest.mark.timeout(60)
+def test_a_dead_url_is_one_line_saying_cannot_connect():
+    with serve(demo.ReportAgent(step_seconds=0)) as url:
+        pass  # closed again: nothing answers there now
+    result = run_script(SCRIPT, "--url", url, "--fast")
+    assert (result.returncode, result.stdout) == (1, "")  # it printed aiohttp's "Cannot connect to host ... ssl:default"
+    line, = result.stderr.splitlines()
+    assert line.startswith(f"error: cannot connect to {url}: is the server running?")
+
+
 @pytest.mark.timeout(30)
-def test_demo_client_fails_against_stock_task_views():
+def test_demo_client_fails_against_stock_task_views(capsys):
     """The demo's own checks catch §16/§17: against python-a2a's views it exits 1, not 0."""
-    args = demo.demo_parser("x", 0).parse_args([])
-    code = demo.run_demo(args, StockTaskViews,
-                         lambda base: demo.run_scenarios(base, ["success"], pause=0))
+    args = demo.command_line().parse_args([])
+    code = demo.run_demo(args, StockTaskViews, lambda base: demo.run_scenarios(base, "success"))
     assert code == 1
+    assert "sent a task update without metadata.seq: not a TaskStreamingAgent" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- every update, in order
@@ -197,18 +240,22 @@ def test_artifact_assembled_from_appended_chunks(url):
     assert asyncio.run(demo.server_copy(client, task.id)) == {"sources": demo.SOURCES, "report": REPORT}
 
 
-def test_watcher_assembles_by_id_and_prints_each_artifact_once(capsys):
-    watcher = demo.TaskWatcher("unit")
+def new_view() -> "demo.TaskView":
+    return demo.TaskView(task_report.TaskPrinter("unit", len(demo.STEPS)))
+
+
+def test_view_assembles_by_id_and_prints_each_artifact_once(capsys):
+    view = new_view()
     chunk = lambda seq, text, append, last: Task(metadata={"seq": seq, "kind": "artifact-update"}, artifacts=[
         {"artifactId": "a", "name": "a.txt", "parts": [{"type": "text", "text": text}],
          "append": append, "lastChunk": last}])
     for update in (chunk(0, "x", False, False), chunk(1, "y", True, False), chunk(1, "y", True, False),
                    chunk(2, "z", True, True)):
-        watcher.apply(update)
-    watcher.apply(Task(metadata={"seq": 3, "kind": "task"}, artifacts=[  # a snapshot replaces, not appends
+        view.apply(update)
+    view.apply(Task(metadata={"seq": 3, "kind": "task"}, artifacts=[  # a snapshot replaces, not appends
         {"artifactId": "a", "name": "a.txt", "parts": [{"type": "text", "text": "xyz"}],
          "append": False, "lastChunk": True}]))
-    assert watcher.artifacts["a"]["text"] == "xyz" and watcher.repeated == 1
+    assert view.artifacts["a"]["text"] == "xyz" and view.repeated == 1
     assert capsys.readouterr().out.count("| xyz") == 1
 
 
@@ -219,23 +266,23 @@ def _step_update(seq: int, step: int, started_s: float) -> Task:
                 status=TaskStatus(state=WAITING, message=message))
 
 
-def test_watcher_times_steps_by_the_agents_clock_not_by_arrival():
-    watcher = demo.TaskWatcher("unit")
+def test_view_times_steps_by_the_agents_clock_not_by_arrival():
+    view = new_view()
     for seq, step in enumerate(range(1, 7)):  # all arrive at once, as a replay after a reconnect does
-        watcher.apply(_step_update(seq, step, started_s=0.5 * (step - 1)))
-    assert watcher.seconds_per_step() == pytest.approx(0.5)
-    assert watcher.bar.n == 6
+        view.apply(_step_update(seq, step, started_s=0.5 * (step - 1)))
+    assert task_report.seconds_per_step(view.step_starts) == pytest.approx(0.5)
+    assert view.out.bar.n == 6
 
 
-def test_watcher_without_two_steps_has_no_step_time():
-    watcher = demo.TaskWatcher("unit")
-    assert watcher.seconds_per_step() is None
-    watcher.apply(_step_update(0, 1, started_s=0.0))
-    assert watcher.seconds_per_step() is None
+def test_view_without_two_steps_has_no_step_time():
+    view = new_view()
+    assert task_report.seconds_per_step(view.step_starts) is None
+    view.apply(_step_update(0, 1, started_s=0.0))
+    assert task_report.seconds_per_step(view.step_starts) is None
 
 
 @pytest.mark.timeout(30)
-def test_fast_resubscribe_rejoins_a_task_that_is_still_running(monkeypatch, capsys):
+def test_fast_resubscribe_rejoins_a_task_that_is_still_running(monkeypatch, tmp_path):
     """--fast must still show the lesson: the client comes back while the agent works on."""
     agents, steps_begun_at_rejoin = [], []
 
@@ -252,9 +299,11 @@ def test_fast_resubscribe_rejoins_a_task_that_is_still_running(monkeypatch, caps
 
     monkeypatch.setattr(demo, "ReportAgent", RecordedAgent)
     monkeypatch.setattr(demo.TaskStreamingClient, "tasks_resubscribe", spy)
-    assert demo.main(["--fast", "--scenario", "resubscribe"]) == 0
+    report_file = tmp_path / "tasks.json"
+    assert demo.main(["--fast", "--scenario", "resubscribe", "--report", str(report_file)]) == 0
     assert steps_begun_at_rejoin[0] < len(demo.STEPS)  # the first rejoin found steps still to run
-    assert "resubscribe delivered updates #3-#11 (0 repeated)" in capsys.readouterr().out
+    (task,) = json.loads(report_file.read_text())["tasks"]
+    assert (task["rejoined_after"], task["seqs"], task["repeated"]) == (2, list(range(12)), 0)
 
 
 # ---------------------------------------------------------------- cancel, failure, resubscribe
@@ -497,3 +546,16 @@ def test_v03_cancel_and_other_root_posts(url):
     assert status == 200 and reply["error"]["code"] == -32602
     status, reply = post_json(f"{url}/", text_message("report").to_dict())  # plain python-a2a message: as before
     assert status == 200 and REPORT in json.dumps(reply)
+
+
+@pytest.mark.timeout(30)
+def test_a_task_that_skips_its_steps_fails_the_verdict_in_one_short_line(capsys):
+    class Hasty(TaskStreamingAgent):  # the demo's name, but no steps and no artifacts
+        async def run_task(self, message):
+            yield TaskUpdate.progress("done already", 1, 1)
+
+    with serve(Hasty(name="Report writer")) as url:
+        assert asyncio.run(demo.run_scenarios(url, "success")) == 1
+    out = capsys.readouterr().out
+    assert "problem: last step seen 1, expected 6" in out
+    assert out.strip().splitlines()[-1] == "Verdict: FAILED - success: see the problems above"
