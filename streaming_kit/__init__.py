@@ -16,7 +16,7 @@ from .messages import (RequestProblem, StreamTruncatedError, chunk_text, message
 from .server import (HANGUP, KEEPALIVE_SECONDS, MAX_BODY_BYTES, ServerBusy, StreamingAgent, default_max_streams,
                      last_event_id, serve)
 from .asgi import asgi_app, serve_asgi
-from .client import StrictStreamingClient
+from .client import StrictStreamingClient, TaskEndedError
 from .a2a import FINAL_STATES, a2a_state
 from .tasks import TaskStreamingAgent, TaskStreamingClient, TaskUpdate, artifact_text
 from .transforms import StopAt, pipeline, redact_secrets, tidy_whitespace, whole_words
@@ -28,4 +28,4 @@ __all__ = ["A2AConnectionError", "A2AError", "A2AResponseError", "A2AStreamingEr
            "TaskStreamingClient", "TaskUpdate", "a2a_state", "artifact_text", "chunk_text", "last_event_id",
            "message_text", "parse_stream_request", "quiet", "serve", "text_message", "asgi_app", "serve_asgi",
            "default_max_streams"]
-__all__ += ["StopAt", "pipeline", "redact_secrets", "tidy_whitespace", "whole_words"]
+__all__ += ["TaskEndedError", "StopAt", "pipeline", "redact_secrets", "tidy_whitespace", "whole_words"]
