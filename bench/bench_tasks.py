@@ -1,16 +1,18 @@
-"""Task memory and threads: what a flood of tasks costs the server, and how fast it recovers.
+"""Task memory, threads and a flood: what unread streams cost the server, and how fast it recovers.
 Measures and prints; never asserts.
 
-    python bench/bench_tasks.py                 # ≈ 30 s
-    python bench/bench_tasks.py --tasks 2000 --streams 100 1000
+    python bench/bench_tasks.py                 # ≈ 40 s
+    python bench/bench_tasks.py --tasks 2000 --streams 100 1000 --flood 5200
 
 Figures (the server in its own process, read from /proc): RSS after N finished tasks with 64 KB
-prompts; threads and fds with S task streams open and unread; seconds until threads are back to
-the baseline after those clients leave.
+prompts; threads and fds with S task streams (message/stream) open and unread; a flood of /stream
+requests past the server's bound (how many were refused with 503, how long /agent.json took
+meanwhile); seconds until threads are back to the baseline after the clients leave.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -57,12 +59,13 @@ def post(url: str, body: dict) -> dict:
         return json.loads(response.read())
 
 
-def open_stream(port: int) -> socket.socket:
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "message/stream",
-                       "params": {"message": message("stall")}}).encode()
+def open_stream(port: int, path: str = "/") -> socket.socket:
+    """A task stream (message/stream on /) or a plain /stream, requested and never read."""
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "message/stream", "params": {"message": message("stall")}}
+                      if path == "/" else {"role": "user", "content": {"type": "text", "text": "stall"}}).encode()
     sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-    sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                 % (len(body), body))
+    sock.sendall(b"POST %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n%s" % (path.encode(), port, len(body), body))
     return sock  # never read: an unread stream
 
 
@@ -73,10 +76,30 @@ def wait_threads(pid: int, at_most: int, seconds: float = 60) -> float:
     return time.monotonic() - started
 
 
+def flood(url: str, port: int, pid: int, count: int, baseline_threads: int) -> None:
+    sockets = [open_stream(port, "/stream") for _ in range(count)]
+    refused = 0
+    for sock in sockets:
+        sock.settimeout(10)
+        with contextlib.suppress(OSError):
+            refused += sock.recv(12).startswith(b"HTTP/1.1 503")
+    held = proc_figures(pid)
+    started = time.monotonic()
+    with urllib.request.urlopen(f"{url}/agent.json", timeout=30):
+        card_seconds = time.monotonic() - started
+    for sock in sockets:
+        sock.close()
+    recovered = wait_threads(pid, baseline_threads + 1)
+    print(f"flood of {count} unread /stream requests: {refused} refused with 503 at once, {held['threads']} threads, "
+          f"{held['fds']} fds; /agent.json answered in {card_seconds * 1000:.0f} ms meanwhile; "
+          f"threads back to baseline {recovered:.2f} s after they left")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--streams", type=int, nargs="*", default=[100, 1000])
+    parser.add_argument("--flood", type=int, default=5200, help="unread /stream requests at once (0: none)")
     args = parser.parse_args()
     server = subprocess.Popen([sys.executable, "-c", SERVER.format(root=str(ROOT))], stdout=subprocess.PIPE, text=True)
     try:
@@ -101,6 +124,8 @@ def main() -> int:
             recovered = wait_threads(server.pid, base["threads"] + 1)
             print(f"{count} unread task streams: {held['threads']} threads, {held['fds']} fds, RSS "
                   f"+{held['rss_mib'] - base['rss_mib']:.1f} MiB; threads back to baseline {recovered:.2f} s after they left")
+        if args.flood:
+            flood(url, port, server.pid, args.flood, base["threads"])
     finally:
         server.terminate()
         server.wait(10)
