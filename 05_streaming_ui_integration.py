@@ -273,7 +273,7 @@ async def run_client(url: str, interactive: bool, hold: float, report_file: Opti
 
 
 def command_line():
-    parser = demo_parser(__doc__, DEFAULT_PORT)
+    parser = demo_parser(__doc__, DEFAULT_PORT, script=Path(__file__).name)
     parser.add_argument("--pace", type=seconds_arg(zero_ok=True),
                         help="seconds per chunk (default 0.08; --fast: 0.01, as an answer with no pace at "
                              "all is over before anyone can press pause)")
