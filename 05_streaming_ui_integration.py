@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator, NamedTuple, Optional
 
 import aiohttp
-from flask import Response, jsonify, send_from_directory
+from flask import Response, send_from_directory
 
 from streaming_kit import (FINAL_SESSION_STATES, RequestProblem, SessionFinished, StreamingAgent, StreamSessions,
                            StreamTruncatedError, last_event_id, message_text, text_message)
@@ -256,8 +256,9 @@ class SessionAPI:
 # --8<-- [end:client]
 
 
-async def run_client(url: str, interactive: bool, hold: float, report_file: Optional[Path]) -> int:
-    """5. The terminal session (keys, or scripted), then 6. the table and the one verdict."""
+async def run_client(url: str, args) -> int:
+    """5. The terminal session (keys, or scripted without a terminal), then 6. the table and the one verdict."""
+    interactive, hold = terminal_ui.has_terminal() and not (args.scripted or args.report), 0.1 if args.fast else 0.5
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
     async with aiohttp.ClientSession(timeout=timeout) as http:
         api = SessionAPI(http, url)
@@ -269,12 +270,12 @@ async def run_client(url: str, interactive: bool, hold: float, report_file: Opti
         except (aiohttp.ClientError, RuntimeError) as exc:
             print(f"error: {url}: {exc}", file=sys.stderr)
             return 1
-    return terminal_ui.finish(reports, report_file, Path(__file__).name)
+    return terminal_ui.finish(reports, args.report, Path(__file__).name)
 
 
 def command_line():
     parser = demo_parser(__doc__, DEFAULT_PORT, script=Path(__file__).name)
-    parser.add_argument("--pace", type=seconds_arg(zero_ok=True),
+    parser.server_option("--pace", type=seconds_arg(zero_ok=True),
                         help="seconds per chunk (default 0.08; --fast: 0.01, as an answer with no pace at "
                              "all is over before anyone can press pause)")
     parser.client_option("--scripted", action="store_true", help="play the scripted session even in a terminal")
@@ -285,10 +286,9 @@ def command_line():
 
 def main(argv=None) -> int:
     args = command_line().parse_args(argv)
-    interactive = terminal_ui.has_terminal() and not (args.scripted or args.report)
     pace = args.pace if args.pace is not None else (0.01 if args.fast else 0.08)
-    return run_demo(args, lambda: StoryAgent(pace), lambda url: run_client(url, interactive, 0.1 if args.fast else 0.5,
-                    args.report), serve_lines=["Open the web UI: {url}/ui   (Ctrl-C to stop)"], own_agent_only=True)
+    return run_demo(args, lambda: StoryAgent(pace), lambda url: run_client(url, args), own_agent_only=True,
+                    serve_lines=["Open the web UI: {url}/ui   (Ctrl-C to stop)"])
 
 
 if __name__ == "__main__":

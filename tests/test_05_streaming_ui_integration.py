@@ -856,3 +856,9 @@ def test_url_runs_the_client_against_a_running_server(capsys):
         assert ui.main(["--url", url, "--fast", "--scripted"]) == 0
     out = capsys.readouterr().out
     assert "terminal: cancel" in out and "FAIL" not in out
+
+
+def test_pace_with_url_is_refused_as_it_configures_the_agent_this_script_starts(capsys):
+    with pytest.raises(SystemExit) as exit_info:  # it was ignored: the agent at --url has its own pace
+        ui.main(["--url", "http://127.0.0.1:9", "--pace", "0.1"])
+    assert exit_info.value.code == 2 and "--pace configures the agent this script starts" in capsys.readouterr().err
