@@ -20,6 +20,7 @@ from .client import StrictStreamingClient, TaskEndedError
 from .a2a import FINAL_STATES, a2a_state
 from .tasks import TaskStreamingAgent, TaskStreamingClient, TaskUpdate, artifact_text
 from .transforms import StopAt, pipeline, redact_secrets, tidy_whitespace, whole_words
+from .sessions import FINAL_SESSION_STATES, SessionFinished, StreamSession, StreamSessions, TooManyStreams
 from python_a2a import A2AConnectionError, A2AError, A2AResponseError, A2AStreamingError
 
 __all__ = ["A2AConnectionError", "A2AError", "A2AResponseError", "A2AStreamingError", "FINAL_STATES",
@@ -29,3 +30,4 @@ __all__ = ["A2AConnectionError", "A2AError", "A2AResponseError", "A2AStreamingEr
            "message_text", "parse_stream_request", "quiet", "serve", "text_message", "asgi_app", "serve_asgi",
            "default_max_streams"]
 __all__ += ["TaskEndedError", "StopAt", "pipeline", "redact_secrets", "tidy_whitespace", "whole_words"]
+__all__ += ["FINAL_SESSION_STATES", "SessionFinished", "StreamSession", "StreamSessions", "TooManyStreams"]

@@ -25,7 +25,8 @@ from conftest import ROOT, eventually, library_noise, load_script, run_script
 
 SCRIPT = "05_streaming_ui_integration.py"
 ui = load_script(SCRIPT)
-from streaming_kit import StreamingAgent, serve  # noqa: E402  (after the script: it imports the kit first)
+from examples_support import terminal_ui  # noqa: E402  (after the script: it imports the kit first)
+from streaming_kit import StreamingAgent, StreamSessions, StrictStreamingClient, chunk_text, serve  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -36,9 +37,10 @@ INJECTION = '<img src=x onerror="window.__pwned = 1"><script>window.__pwned = 2<
 class GatedAgent(ui.StoryAgent):
     """The demo agent, plus a gate it waits at before chunk `gate_at` and a flag its finally sets."""
 
-    def __init__(self, gate_at: int | None = None, **kwargs):
+    def __init__(self, gate_at: int | None = None, limits: dict | None = None, **kwargs):
         super().__init__(pace=0.002)
         self.gate_at = gate_at
+        self.sessions = StreamSessions(**(limits or {}))
         self.gate = threading.Event()
         self.finally_ran = threading.Event()
         for name, value in kwargs.items():
@@ -61,10 +63,9 @@ class FailingAgent(ui.StoryAgent):
         raise ValueError("the model went away")
 
 
-def wait_for_session(session: "ui.StreamSession", condition, seconds: float = 20) -> None:
-    """Block on the session's own condition variable until condition(session) holds."""
-    with session.changed:
-        assert session.changed.wait_for(lambda: condition(session), seconds), session.status()
+def wait_for_session(session, condition, seconds: float = 20) -> None:
+    """Block until condition(session) holds (the session checks it on every change)."""
+    assert session.wait_until(condition, seconds), session.status()
 
 
 def full_answer(prompt: str = ui.PROMPT) -> str:
@@ -77,7 +78,7 @@ def first_chunks(count: int, prompt: str = ui.PROMPT) -> str:
 
 # ---------------------------------------------------------------- the script as a user runs it
 @pytest.mark.timeout(60)
-def test_default_run_plays_scripted_session_and_checks_web_endpoints():
+def test_default_run_plays_the_scripted_session_and_ends_with_one_verdict(tmp_path):
     result = run_script(SCRIPT, "--fast", timeout=60)
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
@@ -85,11 +86,40 @@ def test_default_run_plays_scripted_session_and_checks_web_endpoints():
     assert re.search(r"p  paused after chunk \d+; the server holds the agent's generator", out)
     assert re.search(r"paused: 0 new chunks arrived", out)
     assert re.search(r"c  cancelled after chunk \d+ of \d+; agent's generator closed: yes", out)
-    for row in ("terminal: pause, resume", "terminal: cancel", "web: page served", "web: SSE stream",
-                "web: reconnect", "web: pause/resume/cancel", "A2A /stream"):
-        assert re.search(rf"^{re.escape(row)} .* pass$", out, re.MULTILINE), row
-    assert "FAIL" not in out and "failed:" not in out
+    assert [line for line in out.splitlines() if line.startswith("Verdict:")] == [
+        "Verdict: every chunk arrived once, in order, and every control pressed in time acted on the server"]
     assert library_noise(out + result.stderr) == [] and result.stderr == ""
+
+
+@pytest.mark.timeout(60)
+def test_report_holds_what_each_scripted_stream_did(tmp_path):
+    result = run_script(SCRIPT, "--fast", "--report", str(tmp_path / "streams.json"), timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads((tmp_path / "streams.json").read_text())
+    paused, cancelled = report["streams"]
+    assert report["ok"] and report["failed"] == []
+    assert paused["outcome"] == "done" and paused["text"] == full_answer()
+    assert paused["indices"] == list(range(len(ui.answer_chunks(ui.PROMPT))))
+    assert paused["checks"]["nothing sent while paused"] is True
+    assert cancelled["outcome"] == "cancelled" and cancelled["checks"]["agent's generator closed"] is True
+    assert full_answer().startswith(cancelled["text"]) and len(cancelled["indices"]) < len(paused["indices"])
+
+
+@pytest.mark.timeout(60)
+def test_a_stream_that_breaks_its_promise_fails_the_verdict_with_exit_1(capsys):
+    class PauseIgnored(StreamSessions):  # the bug the verdict exists for: pause answers but holds nothing
+        def start(self, make_stream, total=None):
+            session = super().start(make_stream, total)
+            session.pause = lambda: None
+            return session
+
+    agent = GatedAgent()
+    agent.sessions = PauseIgnored()
+    with serve(agent) as url:
+        assert ui.main(["--url", url, "--fast", "--scripted"]) == 1
+    out = capsys.readouterr().out
+    verdict = [line for line in out.splitlines() if line.startswith("Verdict:")]
+    assert verdict == ["Verdict: FAILED - terminal: pause, resume: nothing sent while paused"], out
 
 
 TOO_LATE_FOR_C = r"c  pressed after chunk 3, but the stream had already finished \(done, (\d+) of \1 chunks\)"
@@ -111,7 +141,7 @@ class LateSessionAPI(ui.SessionAPI):
     """Presses every control only once the stream has finished, as happens at --pace 0 (but always)."""
 
     async def control(self, sid: str, action: str) -> dict:
-        while (await self.status(sid))["state"] not in ui.FINAL_STATES:
+        while (await self.status(sid))["state"] not in ui.FINAL_SESSION_STATES:
             await asyncio.sleep(0.005)
         return await super().control(sid, action)
 
@@ -123,13 +153,13 @@ def test_controls_pressed_after_the_end_are_reported_as_already_finished(capsys)
     async def run(url: str) -> list:
         async with aiohttp.ClientSession() as http:
             api = LateSessionAPI(http, url)
-            return [await ui.scripted_pause_resume(api, ui.PROMPT, hold=0.01),
-                    await ui.scripted_cancel(api, ui.PROMPT), await ui.check_controls(api, ui.PROMPT)]
+            return [await terminal_ui.scripted_pause_resume(api, ui.PROMPT, full_answer(), hold=0.01),
+                    await terminal_ui.scripted_cancel(api, ui.PROMPT, full_answer())]
 
     with serve(ui.StoryAgent(pace=0.001)) as url:
         reports = asyncio.run(run(url))
     out = capsys.readouterr().out
-    assert [r.outcome for r in reports] == ["done", "done", "done"]
+    assert [r.outcome for r in reports] == ["done", "done"]
     assert all(r.passed for r in reports), [r.checks for r in reports]
     assert "p  pressed after chunk 2, but the stream had already finished" in out
     assert re.search(TOO_LATE_FOR_C, out)
@@ -267,7 +297,7 @@ def test_bad_requests_get_clear_4xx_and_the_server_keeps_serving():
             assert status == 404 and "no stream session" in body["error"]
         sid = start(url)["id"]
         assert call(f"{sessions}/{sid}/explode", "POST")[0] == 404
-        wait_for_session(agent.session(sid), lambda s: s.state == "done")
+        wait_for_session(agent.sessions.get(sid), lambda s: s.state == "done")
         sent = len(ui.answer_chunks(ui.PROMPT))
         # "\xb2" is "²", which str.isdigit() calls a digit; 99999 and `sent` name chunks never sent.
         for bad_id in ("seven", "-3", "\xb2", "99999", str(sent)):
@@ -293,29 +323,29 @@ def test_a_body_over_max_body_bytes_is_refused_with_413_before_it_is_read_whole(
         for body, headers in ((padded, {}), (without_length(), {"Transfer-Encoding": "chunked"})):
             status, reply = call(f"{url}/ui/sessions", "POST", body, {"Content-Type": "application/json", **headers})
             assert (status, reply) == (413, {"error": "request body over 1000 bytes"})
-        assert agent._sessions == {}  # nothing started
+        assert list(agent.sessions) == []  # nothing started
         assert start(url)["state"] == "streaming"  # a body under the limit still works
 
 
 @pytest.mark.timeout(30)
-def test_a_session_keeps_its_prompt_not_the_request_that_brought_it():
+def test_a_session_keeps_its_message_not_the_request_that_brought_it():
     import gc
     import flask
 
-    class RequestWatchingAgent(GatedAgent):
-        def start_session(self, prompt):
-            self.requests.append(weakref.ref(flask.request._get_current_object()))
-            return super().start_session(prompt)
+    class RequestWatchingSessions(StreamSessions):
+        requests: list = []
 
-    agent = RequestWatchingAgent(gate_at=3, requests=[])  # the session stays live, parked at the gate
+        def start(self, make_stream, total=None):
+            self.requests.append(weakref.ref(flask.request._get_current_object()))
+            return super().start(make_stream, total)
+
+    agent = GatedAgent(gate_at=3)  # the session stays live, parked at the gate
+    agent.sessions = RequestWatchingSessions()
     with serve(agent) as url:
-        session = agent.session(start(url)["id"])
-        deadline = time.monotonic() + 5
-        while agent.requests[0]() is not None and time.monotonic() < deadline:
-            gc.collect()  # the request's own thread lets go of it just after the reply
-            time.sleep(0.05)
-        assert agent.requests[0]() is None, "the live session keeps its Flask request (and body) alive"
-        assert session.state == "streaming" and session.prompt == ui.PROMPT
+        session = agent.sessions.get(start(url)["id"])
+        gone = lambda: gc.collect() >= 0 and agent.sessions.requests[0]() is None  # its thread lets go after the reply
+        assert eventually(gone, seconds=5), "the live session keeps its Flask request (and body) alive"
+        assert session.state == "streaming"
         agent.gate.set()
 
 
@@ -324,7 +354,7 @@ def test_the_reply_to_resume_shows_the_stream_after_resuming():
     agent = GatedAgent(gate_at=8)
     with serve(agent) as url:
         sid = start(url)["id"]
-        session = agent.session(sid)
+        session = agent.sessions.get(sid)
         wait_for_session(session, lambda s: len(s.chunks) == 8)
         assert call(f"{url}/ui/sessions/{sid}/pause", "POST")[1]["state"] == "paused"
         agent.gate.set()
@@ -332,29 +362,6 @@ def test_the_reply_to_resume_shows_the_stream_after_resuming():
         status, reply = call(f"{url}/ui/sessions/{sid}/resume", "POST")
     assert status == 200 and reply["state"] == "streaming"
     assert not reply["held"] and reply["published"] >= 9  # chunk 8 is out, not "held on the server"
-
-
-class CancelAtTheEndAgent(ui.StoryAgent):
-    """Its own session is cancelled after its last chunk, just as the agent returns."""
-
-    async def stream_response(self, message):
-        for chunk in ui.answer_chunks(ui.message_text(message)):
-            yield chunk
-        while not self._sessions:  # listed once started; the agent can be quicker
-            await asyncio.sleep(0.001)
-        next(iter(self._sessions.values())).cancel("pressed as the answer ended")  # then it returns at once
-
-
-@pytest.mark.timeout(30)
-def test_a_cancel_accepted_as_the_agent_ends_counts_and_does_not_stall_the_session():
-    agent = CancelAtTheEndAgent(pace=0)
-    with serve(agent) as url:
-        session = agent.session(start(url)["id"])
-        wait_for_session(session, lambda s: s.generator_closed, seconds=5)
-        assert session.state == "cancelled" and session.error == "pressed as the answer ended"
-        assert len(session.chunks) == len(ui.answer_chunks(ui.PROMPT))
-        status, reply = call(f"{url}/ui/sessions/{session.id}/cancel", "POST")
-        assert status == 409 and "already cancelled" in reply["error"]
 
 
 async def collect(url: str, sid: str, after: int | None = None, stop=lambda event: False) -> list:
@@ -378,10 +385,10 @@ def test_paused_stream_sends_keepalive_comments_and_nothing_else():
         seen: list = []
         events_so_far = lambda event: seen.append(event) or [e for e in seen if e.event == "comment"]
         events = asyncio.run(collect(url, sid, stop=third_ping))
-        sent_before_pause = agent.session(sid).status()["published"]
+        sent_before_pause = agent.sessions.get(sid).status()["published"]
         assert [e.data["index"] for e in events if e.event == "chunk"] == list(range(sent_before_pause))
         assert [e.data["text"] for e in events if e.event == "comment"] == ["ping"] * 3
-        assert agent.session(sid).status()["published"] == sent_before_pause
+        assert agent.sessions.get(sid).status()["published"] == sent_before_pause
 
 
 @pytest.mark.timeout(30)
@@ -409,75 +416,36 @@ def test_agent_error_ends_the_stream_as_an_error():
 
 
 @pytest.mark.timeout(30)
-def test_unwatched_stream_is_cancelled_and_its_generator_closed():
-    agent = GatedAgent(gate_at=3, abandon_seconds=0.2)
-    with serve(agent) as url:
-        session = agent.session(start(url)["id"])  # nobody ever opens its events
-        wait_for_session(session, lambda s: s.generator_closed)
-        assert session.state == "cancelled" and "nobody watched" in session.error
-        assert agent.finally_ran.is_set()
-
-
-@pytest.mark.timeout(30)
 def test_server_shutdown_cancels_live_sessions_and_ends_their_threads():
     agent = GatedAgent(gate_at=3)
     with serve(agent) as url:
-        session = agent.session(start(url)["id"])
-    wait_for_session(session, lambda s: s.generator_closed)
-    session._thread.join(timeout=5)
-    assert session.state == "cancelled" and not session._thread.is_alive() and agent.finally_ran.is_set()
-
+        session = agent.sessions.get(start(url)["id"])
+    assert session.join(timeout=5)
+    assert session.state == "cancelled" and session.generator_closed and agent.finally_ran.is_set()
 
 
 @pytest.mark.timeout(30)
-def test_streams_nobody_watches_give_way_so_one_client_cannot_lock_out_the_others():
-    agent = GatedAgent(gate_at=3, max_live_sessions=4)
-    with serve(agent) as url:
-        squatters = [start(url)["id"] for _ in range(4)]  # the cap, paused, never watched
-        for sid in squatters:
-            assert call(f"{url}/ui/sessions/{sid}/pause", "POST")[0] == 200
-        for _ in range(6):  # each new stream takes the slot of the one unwatched longest (it was 429)
-            assert start(url)["state"] == "streaming"
-        assert sum(s.live for s in agent._sessions.values()) <= 4
-        evicted = agent.session(squatters[0])
-        wait_for_session(evicted, lambda s: s.generator_closed)
-        assert evicted.state == "cancelled" and "needed the slot" in evicted.error
+def test_the_a2a_stream_still_serves_a2a_clients_next_to_the_sessions():
+    async def stream(url: str) -> list:
+        return [chunk async for chunk in StrictStreamingClient(url).stream_response(ui.PROMPT)]
+
+    with serve(ui.StoryAgent(pace=0)) as url:
+        chunks = asyncio.run(stream(url))
+    assert "".join(chunk_text(c) for c in chunks) == full_answer()
+    assert [c["index"] for c in chunks] == list(range(len(ui.answer_chunks(ui.PROMPT))))
 
 
 @pytest.mark.timeout(30)
 def test_when_every_live_stream_is_watched_a_new_one_gets_429_and_none_is_cancelled():
-    agent = GatedAgent(gate_at=3, max_live_sessions=2)
+    agent = GatedAgent(gate_at=3, limits={"max_live": 2})
     with serve(agent) as url, contextlib.ExitStack() as watching:
-        sessions = [agent.session(start(url)["id"]) for _ in range(2)]
+        sessions = [agent.sessions.get(start(url)["id"]) for _ in range(2)]
         for session in sessions:
             watching.enter_context(urllib.request.urlopen(f"{url}/ui/sessions/{session.id}/events", timeout=10))
             assert eventually(lambda: session.watchers == 1)  # (watching is not notified on the condition)
         status, body = call(f"{url}/ui/sessions", "POST", b'{"prompt": "one more"}', {"Content-Type": "application/json"})
         assert status == 429 and "watched" in body["error"]
         assert [s.state for s in sessions] == ["streaming", "streaming"]
-
-
-@pytest.mark.timeout(30)
-def test_a_paused_stream_nobody_watches_is_released_long_before_abandon_seconds():
-    agent = GatedAgent(gate_at=3, abandon_paused_seconds=0.3)  # abandon_seconds stays 60
-    with serve(agent) as url:
-        session = agent.session(start(url)["id"])
-        assert call(f"{url}/ui/sessions/{session.id}/pause", "POST")[0] == 200
-        wait_for_session(session, lambda s: s.generator_closed, seconds=10)
-        assert session.state == "cancelled" and "nobody watched for 0.3 s" in session.error
-
-
-@pytest.mark.timeout(30)
-def test_finished_sessions_are_kept_for_a_bounded_count_and_time():
-    agent = GatedAgent(max_finished_sessions=2)
-    with serve(agent) as url:
-        ids = []
-        for _ in range(4):
-            ids.append(start(url)["id"])
-            wait_for_session(agent.session(ids[-1]), lambda s: s.state == "done")
-        assert [call(f"{url}/ui/sessions/{sid}")[0] for sid in ids] == [404, 404, 200, 200]
-        agent.keep_finished_seconds = 0.2
-        assert eventually(lambda: call(f"{url}/ui/sessions/{ids[-1]}")[0] == 404)
 
 
 # ---------------------------------------------------------------- the web page in headless Chromium
@@ -588,9 +556,9 @@ def answer(page) -> str:
     return page.text_content("#answer")
 
 
-def page_session(agent: "GatedAgent", page) -> "ui.StreamSession":
+def page_session(agent: "GatedAgent", page):
     """The server's session behind the stream the page shows now."""
-    return agent.session(page.evaluate("document.body.dataset.session"))
+    return agent.sessions.get(page.evaluate("document.body.dataset.session"))
 
 
 def ask_until_parked(web, gate_at: int):
@@ -775,14 +743,14 @@ def other_site():
 def test_a_page_on_another_origin_can_neither_read_nor_drive_the_agent(browser, other_site):
     agent = CountingGatedAgent(gate_at=3)
     with serve(agent) as url:
-        victim = agent.session(start(url, "my private question")["id"])
+        victim = agent.sessions.get(start(url, "my private question")["id"])
         wait_for_session(victim, lambda s: len(s.chunks) == 3)
         page = browser.new_page()
         page.goto(other_site)
         result = page.evaluate("([agent, sid]) => attack(agent, sid)", [url, victim.id])
         assert all("blocked" in outcome for outcome in result.values()), result
         assert victim.status()["state"] == "streaming"  # neither paused nor cancelled
-        assert list(agent._sessions) == [victim.id] and agent.runs == 1  # nothing else ran
+        assert [s.id for s in agent.sessions] == [victim.id] and agent.runs == 1  # nothing else ran
         # The same page, served by the agent itself (same origin), and under a loopback name, works.
         agent.gate.set()
         for base in (url, url.replace("127.0.0.1", "localhost")):
@@ -813,7 +781,7 @@ def test_a_page_under_a_foreign_host_name_is_refused_which_stops_dns_rebinding()
         assert response.status == 421 and "allowed_hosts" in response.json()["error"]
         status = page.evaluate("() => fetch('/ui/sessions', {method: 'POST', headers: {'Content-Type': "
                                "'application/json'}, body: JSON.stringify({prompt: 'x'})}).then((r) => r.status)")
-        assert status == 421 and agent._sessions == {} and agent.runs == 0
+        assert status == 421 and list(agent.sessions) == [] and agent.runs == 0
 
 
 # ---------------------------------------------------------------- --serve and --url
@@ -837,17 +805,49 @@ def test_serve_prints_the_page_address_and_stops_cleanly_on_sigterm():
 
 
 @pytest.mark.timeout(30)
-def test_url_of_a_server_without_the_ui_endpoints_is_a_clear_error(capsys):
+def test_url_of_another_agent_is_refused_in_one_line(capsys):
     class PlainAgent(StreamingAgent):  # an A2A agent, but not this demo's
         async def stream_response(self, message):
             yield "hello"
 
     with serve(PlainAgent(name="plain")) as url:
         assert ui.main(["--url", url, "--fast", "--scripted"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [f'error: {url} serves "plain", not "Streaming UI demo": '
+                                         f"point --url at python {SCRIPT} --serve"]
+    assert captured.out == ""
+
+
+@pytest.mark.timeout(30)
+def test_url_of_a_server_without_the_session_endpoints_is_a_clear_error(capsys):
+    class SameNameNoSessions(StreamingAgent):  # named like this demo's agent, but without /ui/sessions
+        async def stream_response(self, message):
+            yield "hello"
+
+    with serve(SameNameNoSessions(name="Streaming UI demo")) as url:
+        assert ui.main(["--url", url, "--fast", "--scripted"]) == 1
     err = capsys.readouterr().err
     assert re.search(r"HTTP 40[45] from /ui/sessions: this server has no stream-session endpoints", err), err
-    assert f"point --url at a server started with: python {SCRIPT} --serve" in err  # not "start this demo"
-    assert "JSONDecode" not in err and "Expecting value" not in err
+    assert f"point --url at a server started with: python {SCRIPT} --serve" in err
+    assert "JSONDecode" not in err and "Expecting value" not in err and len(err.splitlines()) == 1
+
+
+def test_url_where_nothing_listens_says_cannot_connect(capsys):
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    assert ui.main(["--url", f"http://127.0.0.1:{port}", "--fast"]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot connect to http://127.0.0.1:{port}: is the server running?" in err, err
+    assert "ssl:default" not in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("flag", [["--scripted"], ["--report", "streams.json"]])
+def test_client_options_are_refused_with_serve(flag, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        ui.main(["--serve", *flag])
+    assert exit_info.value.code == 2 and f"{flag[0]} belongs to the client run" in capsys.readouterr().err
 
 
 @pytest.mark.timeout(60)
@@ -856,3 +856,9 @@ def test_url_runs_the_client_against_a_running_server(capsys):
         assert ui.main(["--url", url, "--fast", "--scripted"]) == 0
     out = capsys.readouterr().out
     assert "terminal: cancel" in out and "FAIL" not in out
+
+
+def test_pace_with_url_is_refused_as_it_configures_the_agent_this_script_starts(capsys):
+    with pytest.raises(SystemExit) as exit_info:  # it was ignored: the agent at --url has its own pace
+        ui.main(["--url", "http://127.0.0.1:9", "--pace", "0.1"])
+    assert exit_info.value.code == 2 and "--pace configures the agent this script starts" in capsys.readouterr().err
