@@ -168,10 +168,14 @@ def _host_allowed(agent: Any, host: str, port: str) -> bool:
     extra = [h.lower() for h in getattr(agent, "allowed_hosts", ())]
     if "*" in extra:
         return True
-    names = [f"{name}:{port}" for name in LOOPBACK_NAMES] + list(LOOPBACK_NAMES)  # a bare name: no page sends it
     card = getattr(agent, "agent_card", None)
     served = urlsplit(getattr(card, "url", "") or "").netloc.lower()  # serve() puts the bound address there
-    return host.lower() in [*names, served, *extra]
+    if host.lower() in [served, *extra]:
+        return True
+    # A loopback name with any port (or none): only a client on this machine, or a proxy on it (nginx
+    # passes its own host:port), sends one; a rebinding page sends its own, foreign, host name.
+    name = host.lower().rsplit(":", 1)[0] if not host.endswith("]") else host.lower()
+    return name in LOOPBACK_NAMES
 
 
 def _origin_listed(agent: Any, origin: str) -> bool:

@@ -117,12 +117,13 @@ def test_a_listed_origin_gets_cors_for_itself_only():
 def test_a_foreign_host_is_refused_with_421_loopback_names_and_listed_hosts_are_not(served):
     agent, url = served
     port = url.rsplit(":", 1)[1]
-    for host in (f"rebound.example:{port}", "rebound.example", f"127.0.0.2:{port}", f"localhost:{int(port) + 1}"):
+    for host in (f"rebound.example:{port}", "rebound.example", f"127.0.0.2:{port}", f"localhost.example:{port}"):
         status, headers, payload = exchange(url, "GET /agent.json HTTP/1.0", host=host)
         assert status == 421 and "allowed_hosts" in json_error(status, headers, payload), host
         assert post(url, "/stream", MESSAGE, host=host)[0] == 421
     assert agent.runs == 0
-    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"LocalHost:{port}", f"[::1]:{port}"):
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"LocalHost:{port}", f"[::1]:{port}",
+                 f"127.0.0.1:{int(port) + 1}", "localhost"):  # a proxy on this machine passes its own port
         assert exchange(url, "GET /agent.json HTTP/1.0", host=host)[0] == 200, host
     agent.allowed_hosts = ("agent.example.com",)  # behind a proxy that passes the public name on
     assert exchange(url, "GET /agent.json HTTP/1.0", host="agent.example.com")[0] == 200
