@@ -4,7 +4,8 @@
     python bench/bench_perf.py                  # every server, the sizes: a few minutes
     python bench/bench_perf.py --servers kit,flask --figures latency,slow --slow-streams 1000
 
-Servers, each in its own process: the kit's serve(), the kit's app under gunicorn gthread,
+Servers, each in its own process: the kit's serve() ("kit", werkzeug threads), the kit's
+serve_asgi() ("asgi", uvicorn, one event loop), the kit's Flask app under gunicorn gthread,
 a bare Flask SSE endpoint (same werkzeug), a bare Starlette SSE endpoint under uvicorn, stock
 python-a2a (its own run_server) and an a2a-sdk 1.3.0 agent under uvicorn. Every one streams
 chunks that carry the moment they were made (the system-wide monotonic clock), so the client
@@ -33,7 +34,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-SERVERS = ("kit", "gunicorn", "flask", "starlette", "stock", "a2a-sdk")
+SERVERS = ("kit", "asgi", "gunicorn", "flask", "starlette", "stock", "a2a-sdk")
 FIGURES = ("latency", "throughput", "cpu", "first", "slow")
 STAMP = re.compile(rb"@(\d+\.\d+)@")
 TARGETS = {"latency": ("<=", 1.25), "throughput": (">=", 0.6), "cpu": ("<=", 1.5), "slowest": ("<=", 1.5)}
@@ -153,6 +154,9 @@ def serve_kind(kind: str, port: int) -> None:
     url = f"http://127.0.0.1:{port}"
     if kind == "kit":
         with kit.serve(kit_agent(), port=port):
+            threading.Event().wait()
+    elif kind == "asgi":
+        with kit.serve_asgi(kit_agent(), port=port):
             threading.Event().wait()
     elif kind == "flask":
         from werkzeug.serving import make_server
