@@ -7,6 +7,9 @@ No threads per stream: each stream is one task on the server's loop, so thousand
 cost little. Served here: /stream (python-a2a's dialect, lossless), A2A JSON-RPC v0.3/v1.0 on POST /
 and /a2a, python-a2a's task endpoints, and the agent card (streaming_kit/rpc.py answers them all).
 python-a2a's other Flask routes stay on the WSGI path (serve(), gunicorn).
+
+Under your own uvicorn, uvicorn.run(app, http=h11_watching_hangups()) (Linux): uvicorn stops reading a
+connection when bytes follow a request and then misses the client hanging up (serve_asgi does this).
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import collections
 import contextlib
 import contextvars
 import json
+import select
 import socket
 import threading
 import weakref
@@ -23,7 +27,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, Optional
 from .guard import boundary_refusal, cors_headers, parse_json_body
 from .messages import RequestProblem, _sse, chunk_text, parse_last_event_id, parse_stream_request
 from .rpc import CARD_PATHS, SSE_HEADERS, A2ARequests, Reply
-from .server import HANDOFF_CHUNKS, HANGUP, StreamingAgent, _chunk_event
+from .server import HANDOFF_CHUNKS, HANGUP, StreamingAgent, _chunk_event, _HangupWatch
 from python_a2a import Message, MessageRole, TextContent
 
 Send = Callable[[dict], Awaitable[None]]
@@ -370,9 +374,44 @@ def asgi_app(agent: StreamingAgent) -> ASGIApp:
     return ASGIApp(agent)
 
 
+def h11_watching_hangups(hangups: Optional[_HangupWatch] = None) -> type:
+    """uvicorn's h11 protocol, which also notices a client that hangs up while uvicorn is not reading.
+
+    uvicorn pauses reading a connection when bytes follow the request being answered (pipelining,
+    or a stray byte) and then never sees the client leave: the app gets no http.disconnect and the
+    agent runs on. This watches every connection for EPOLLRDHUP (server.py's _HangupWatch, on the
+    serving loop) and closes it when the client has gone, so the app hears http.disconnect at once.
+    Linux only (EPOLLRDHUP); pass the watch, or one is made on the running loop at first use.
+    """
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+    if not hasattr(select, "EPOLLRDHUP"):  # elsewhere the watch would take the transport's own reader
+        return H11Protocol
+
+    class H11WatchingHangups(H11Protocol):
+        watch = hangups
+
+        def connection_made(self, transport: asyncio.Transport) -> None:
+            super().connection_made(transport)
+            if H11WatchingHangups.watch is None:
+                H11WatchingHangups.watch = _HangupWatch(asyncio.get_running_loop())
+            self.watched_socket = transport.get_extra_info("socket")
+            self.watch.watch(self.watched_socket, self)
+
+        def connection_lost(self, exc: Optional[Exception]) -> None:
+            self.watch.unwatch(self.watched_socket, self)  # before the transport closes the fd
+            super().connection_lost(exc)
+
+        def stop(self, reason: str) -> None:  # the watch saw the client hang up
+            self.transport.close()  # uvicorn then tells the app: http.disconnect
+
+    return H11WatchingHangups
+
+
 @contextlib.contextmanager
-def serve_asgi(agent: StreamingAgent, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
-    """Like serve(), on uvicorn in a background thread: yields the base URL; port 0 picks a free port."""
+def serve_asgi(agent: StreamingAgent, host: str = "127.0.0.1", port: int = 0, *,
+               max_streams: Optional[int] = None) -> Iterator[str]:
+    """Like serve(), on uvicorn in a background thread: yields the base URL; port 0 picks a free port.
+    max_streams sets the agent's bound on concurrent streams (503 past it), as serve()'s does."""
     import uvicorn
     listener = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET,
                                     backlog=2048)
@@ -380,11 +419,22 @@ def serve_asgi(agent: StreamingAgent, host: str = "127.0.0.1", port: int = 0) ->
     if hasattr(agent, "agent_card"):
         agent.agent_card.url = url
     agent._refuse_reason = None  # an agent served again accepts streams again
+    if max_streams is not None:
+        agent.max_streams = max_streams
     config = uvicorn.Config(asgi_app(agent), log_config=None, log_level="warning", access_log=False,
                             lifespan="on", timeout_keep_alive=5)
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[listener])),
-                              name=f"serve_asgi {url}", daemon=True)
+
+    async def run() -> None:
+        hangups = _HangupWatch(asyncio.get_running_loop()) if hasattr(select, "EPOLLRDHUP") else None
+        config.http = h11_watching_hangups(hangups)
+        try:
+            await server.serve(sockets=[listener])
+        finally:
+            if hangups is not None:
+                hangups.close()
+
+    thread = threading.Thread(target=lambda: asyncio.run(run()), name=f"serve_asgi {url}", daemon=True)
     thread.start()
     try:
         while not server.started:
