@@ -3,12 +3,16 @@
     python bench/bench_perf.py --quick          # kit and bare Flask, small sizes: < 1 minute
     python bench/bench_perf.py                  # every server, the issue's sizes: a few minutes
     python bench/bench_perf.py --servers kit,flask --figures latency,slow --slow-streams 1000
+    python bench/bench_perf.py --servers asgi,starlette --figures slow --slow-streams 1000 --repeat 3
 
-Servers, each in its own process: the kit's serve(), the kit's app under gunicorn gthread,
+Servers, each in its own process: the kit's serve() ("kit", werkzeug threads), the kit's
+serve_asgi() ("asgi", uvicorn, one event loop), the kit's Flask app under gunicorn gthread,
 a bare Flask SSE endpoint (same werkzeug), a bare Starlette SSE endpoint under uvicorn, stock
 python-a2a (its own run_server) and an a2a-sdk 1.3.0 agent under uvicorn. Every one streams
 chunks that carry the moment they were made (the system-wide monotonic clock), so the client
-(this process) reads latency off each chunk. Measures and prints; never asserts.
+(this process) reads latency off each chunk. With --repeat N each server is measured N times,
+in turns (so a busy moment of the machine hits every server alike), and the median is shown.
+Measures and prints; never asserts.
 """
 from __future__ import annotations
 
@@ -33,10 +37,11 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-SERVERS = ("kit", "gunicorn", "flask", "starlette", "stock", "a2a-sdk")
+SERVERS = ("kit", "asgi", "gunicorn", "flask", "starlette", "stock", "a2a-sdk")
 FIGURES = ("latency", "throughput", "cpu", "first", "slow")
 STAMP = re.compile(rb"@(\d+\.\d+)@")
 TARGETS = {"latency": ("<=", 1.25), "throughput": (">=", 0.6), "cpu": ("<=", 1.5), "slowest": ("<=", 1.5)}
+ASGI_TARGET = 1.25  # the kit's serve_asgi against bare Starlette: wall time and CPU of the most slow streams
 
 
 # ---------------------------------------------------------------- what every server streams
@@ -153,6 +158,9 @@ def serve_kind(kind: str, port: int) -> None:
     url = f"http://127.0.0.1:{port}"
     if kind == "kit":
         with kit.serve(kit_agent(), port=port):
+            threading.Event().wait()
+    elif kind == "asgi":
+        with kit.serve_asgi(kit_agent(), port=port):
             threading.Event().wait()
     elif kind == "flask":
         from werkzeug.serving import make_server
@@ -320,13 +328,13 @@ def rows_of(figures: dict) -> dict[str, str]:
     for figure, values in figures.items():
         if figure == "slow":
             for how_many, v in values.items():
-                out[f"{how_many} streams x 50 at 50 ms"] = (f"{v['complete']}/{how_many} complete, lost {v['lost']}, "
+                out[f"{how_many} streams x 50 at 50 ms"] = (f"{v['complete']:g}/{how_many} complete, lost {v['lost']:g}, "
                                                            f"slowest {v['slowest_s']:.2f} s, p99 {v['p99_ms']:.0f} ms, "
                                                            f"cpu {v['server_cpu_s']:.1f} s")
         elif figure == "latency":
             out["latency median / p99 (2 ms gaps)"] = f"{values['median_ms']:.3f} / {values['p99_ms']:.2f} ms"
         elif figure == "throughput":
-            out["one stream, zero delay"] = f"{values['chunks_per_s']:,.0f} chunks/s (lost {values['lost']})"
+            out["one stream, zero delay"] = f"{values['chunks_per_s']:,.0f} chunks/s (lost {values['lost']:g})"
         elif figure == "cpu":
             out["server CPU per 1,000 chunks"] = f"{values['cpu_s_per_1000']:.3f} s"
         else:
@@ -354,14 +362,41 @@ def ratios(kit: dict, flask: dict) -> list[str]:
     return lines
 
 
+def asgi_ratios(asgi: dict, starlette: dict) -> list[str]:
+    """serve_asgi / bare Starlette for the most slow streams: the slowest stream and the server's CPU."""
+    if "slow" not in asgi:
+        return []
+    most = max(asgi["slow"])
+    lines = []
+    for name, key in (("slowest", "slowest_s"), ("cpu", "server_cpu_s")):
+        ratio = asgi["slow"][most][key] / starlette["slow"][most][key]
+        met = "met" if ratio <= ASGI_TARGET else "NOT met"
+        lines.append(f"  {name:<11} asgi/bare Starlette = {ratio:.2f}  ({most} streams; target <= {ASGI_TARGET}: {met})")
+    return lines
+
+
+def median_of(runs: list):
+    """The median of each number across runs of the same figures (the first run's other values)."""
+    first = runs[0]
+    if isinstance(first, dict):
+        return {key: median_of([run[key] for run in runs]) for key in first}
+    if isinstance(first, (int, float)) and not isinstance(first, bool):
+        return statistics.median(runs)
+    return first
+
+
 def print_report(results: dict) -> None:
     import examples_support
     table = {kind: rows_of(figures) for kind, figures in results.items()}
     names = list(next(iter(table.values())))
     examples_support.print_table(["figure", *table], [[name, *(table[k].get(name, "") for k in table)] for name in names])
+    lines = []
     if "kit" in results and "flask" in results:
-        print("\nratios:")
-        print("\n".join(ratios(results["kit"], results["flask"])))
+        lines += ratios(results["kit"], results["flask"])
+    if "asgi" in results and "starlette" in results:
+        lines += asgi_ratios(results["asgi"], results["starlette"])
+    if lines:
+        print("\nratios:\n" + "\n".join(lines))
     print(f"\nmachine: {os.cpu_count()} cores, Python {sys.version.split()[0]}, loopback")
 
 
@@ -391,6 +426,7 @@ def main() -> int:
     parser.add_argument("--figures", type=listed(FIGURES), help=f"comma list of {','.join(FIGURES)}")
     parser.add_argument("--slow-streams", type=lambda v: [int(n) for n in v.split(",")],
                         help="stream counts for the slow figure (default 500,1000; --quick 500)")
+    parser.add_argument("--repeat", type=int, default=1, help="measure each server N times in turns; show medians")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--serve", choices=SERVERS, help=argparse.SUPPRESS)  # a server process
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -404,10 +440,12 @@ def main() -> int:
             "cpu_streams": 50 if args.quick else 100,
             "slow_streams": args.slow_streams or ([500] if args.quick else [500, 1000])}
     figures = args.figures or list(FIGURES)
-    results = {}
-    for kind in servers:
-        print(f"measuring {kind} ...", file=sys.stderr, flush=True)
-        results[kind] = measure_server(kind, figures, size)
+    runs: dict[str, list] = {kind: [] for kind in servers}
+    for turn in range(args.repeat):
+        for kind in servers:
+            print(f"measuring {kind} ({turn + 1} of {args.repeat}) ...", file=sys.stderr, flush=True)
+            runs[kind].append(measure_server(kind, figures, size))
+    results = {kind: median_of(done) for kind, done in runs.items()}
     print_report(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

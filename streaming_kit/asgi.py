@@ -7,13 +7,18 @@ No threads per stream: each stream is one task on the server's loop, so thousand
 cost little. Served here: /stream (python-a2a's dialect, lossless), A2A JSON-RPC v0.3/v1.0 on POST /
 and /a2a, python-a2a's task endpoints, and the agent card (streaming_kit/rpc.py answers them all).
 python-a2a's other Flask routes stay on the WSGI path (serve(), gunicorn).
+
+Under your own uvicorn, uvicorn.run(app, http=h11_watching_hangups()) (Linux): uvicorn stops reading a
+connection when bytes follow a request and then misses the client hanging up (serve_asgi does this).
 """
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import contextvars
 import json
+import select
 import socket
 import threading
 import weakref
@@ -22,7 +27,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, Optional
 from .guard import boundary_refusal, cors_headers, parse_json_body
 from .messages import RequestProblem, _sse, chunk_text, parse_last_event_id, parse_stream_request
 from .rpc import CARD_PATHS, SSE_HEADERS, A2ARequests, Reply
-from .server import HANGUP, StreamingAgent
+from .server import HANDOFF_CHUNKS, HANGUP, StreamingAgent, _chunk_event, _HangupWatch
 from python_a2a import Message, MessageRole, TextContent
 
 Send = Callable[[dict], Awaitable[None]]
@@ -46,19 +51,34 @@ def _owning_task_factory(previous: Optional[Callable]) -> Callable:
     return factory
 
 
+class _Stopped(Exception):
+    """The stream was stopped (close_streams, shutdown): the reason goes to the client as an error event."""
+
+
 class _Stream:
     """One /stream response: the agent's generator as ONE task on the loop (context variables and
-    asyncio.timeout() hold across its yields), handing chunks over one at a time (a slow client
-    pauses the agent), stoppable from any thread (close_streams)."""
+    asyncio.timeout() hold across its yields), handing chunks to the response through a small
+    bounded buffer (the response takes every ready chunk at once; an agent HANDOFF_CHUNKS ahead
+    of a slow client waits), stoppable from any thread (close_streams).
 
-    def __init__(self, agen: AsyncIterator):
+    Cheap per chunk: no task, no asyncio.wait and no timer per chunk, only a future set when the
+    response is waiting; the keep-alive timer is armed once per quiet spell, not once per chunk.
+    """
+
+    def __init__(self, agen: AsyncIterator, keepalive_seconds: float, capacity: int = HANDOFF_CHUNKS):
         self.loop = asyncio.get_running_loop()
         if not getattr(self.loop.get_task_factory(), "streaming_kit", False):
             self.loop.set_task_factory(_owning_task_factory(self.loop.get_task_factory()))
         self.stop_reason: Optional[str] = None
-        self.handoff: asyncio.Queue = asyncio.Queue(maxsize=1)
+        self.keepalive_seconds, self.capacity = keepalive_seconds, capacity
+        self.ready: collections.deque = collections.deque()
+        self.end: Optional[BaseException] = None  # set once the generator is over
         self.children: weakref.WeakSet[asyncio.Task] = weakref.WeakSet()
         self.job: Optional[asyncio.Task] = None
+        self._space: Optional[asyncio.Future] = None  # what the agent awaits while the buffer is full
+        self._arrival: Optional[asyncio.Future] = None  # what the response awaits while the buffer is empty
+        self._keepalive: Optional[asyncio.TimerHandle] = None
+        self._last_sent = self.loop.time()
         context = contextvars.copy_context()
         context.run(_OWNER.set, self)
         self.job = self.loop.create_task(self._run(agen), context=context)
@@ -67,21 +87,70 @@ class _Stream:
         try:
             async with contextlib.aclosing(agen):  # a stop closes the generator: its finally runs
                 async for chunk in agen:
-                    await self.handoff.put((True, chunk))
-            if not self.stop_reason:  # an agent that swallowed its cancellation has not finished
-                await self.handoff.put((False, _END))
+                    self.ready.append(chunk)
+                    self._wake()
+                    if len(self.ready) >= self.capacity:  # the client is behind: wait for it
+                        self._space = self.loop.create_future()
+                        await self._space
+            self.end = StopAsyncIteration()
         except asyncio.CancelledError:
+            self.end = _Stopped(self.stop_reason or "stream cancelled")
             raise
-        except Exception as exc:
-            await self.handoff.put((False, exc))
+        except Exception as exc:  # §2: the agent's error ends the stream as an error
+            self.end = exc
+        finally:
+            self._wake()
+
+    async def take(self) -> list:
+        """Every chunk ready now, waiting for one; [] after keepalive_seconds of silence (send a ping).
+
+        Raises _Stopped once stopped (stop_reason says why), StopAsyncIteration at the end, or
+        the agent's error; chunks yielded before the end come first.
+        """
+        while not self.ready and self.end is None and not self.stop_reason:
+            quiet = self.loop.time() - self._last_sent
+            if quiet >= self.keepalive_seconds:
+                self._last_sent = self.loop.time()
+                return []
+            if self._keepalive is None:  # one timer per quiet spell; it re-checks when it fires
+                self._keepalive = self.loop.call_later(self.keepalive_seconds - quiet, self._keepalive_due)
+            self._arrival = self.loop.create_future()
+            await self._arrival
+        if self.stop_reason:  # what is still buffered is dropped: the error event says where it stopped
+            raise _Stopped(self.stop_reason)
+        if not self.ready:
+            raise self.end
+        chunks = list(self.ready)
+        self.ready.clear()
+        self._last_sent = self.loop.time()
+        if self._space is not None:  # the agent waits for room: let it go on
+            if not self._space.done():
+                self._space.set_result(None)
+            self._space = None
+        return chunks
+
+    def _wake(self) -> None:
+        if self._arrival is not None and not self._arrival.done():
+            self._arrival.set_result(None)
+
+    def _keepalive_due(self) -> None:
+        self._keepalive = None
+        self._wake()
 
     def stop(self, reason: str) -> None:
+        """Ask the run to end, from any thread: the agent is cancelled at its current await."""
         self.stop_reason = self.stop_reason or reason
-        with contextlib.suppress(RuntimeError):
-            self.loop.call_soon_threadsafe(self.job.cancel)
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nothing runs to stop
+            self.loop.call_soon_threadsafe(self._cancel)
+
+    def _cancel(self) -> None:
+        self.job.cancel()
+        self._wake()
 
     async def close(self) -> None:
         """Cancel the agent and every task it started; return once their finally blocks have run."""
+        if self._keepalive is not None:
+            self._keepalive.cancel()
         pending = [task for task in (self.job, *self.children) if not task.done()]
         for task in pending:
             task.cancel()
@@ -149,7 +218,8 @@ class ASGIApp:
         try:
             message = parse_stream_request(await self._body(receive, scope))
             after = parse_last_event_id(_header(scope, "last-event-id"))
-            run = self.agent._admit(lambda: _Stream(self.agent.stream_response(message)))  # or ServerBusy: 503
+            agen = self.agent.stream_response(message)
+            run = self.agent._admit(lambda: _Stream(agen, self.agent.keepalive_seconds))  # or ServerBusy: 503
         except RequestProblem as problem:
             retry = {"Retry-After": "1"} if problem.status == 503 else {}
             return await _send_json(send, problem.status, {"error": str(problem)}, retry)
@@ -160,36 +230,28 @@ class ASGIApp:
             self.agent._untrack(run)
 
     async def _agent_events(self, run: _Stream, after: int) -> AsyncIterator[str]:
-        """The agent's chunks as SSE, numbered, then the lastChunk marker (or an error event)."""
-        getter: Optional[asyncio.Future] = None
+        """The agent's chunks as SSE, numbered, every ready one in one write, then lastChunk (or an error event)."""
         index = 0
-        try:
-            while True:
-                if getter is None or getter.done():
-                    getter = asyncio.ensure_future(run.handoff.get())
-                waiting = {getter} if run.job.done() else {getter, run.job}
-                done, _ = await asyncio.wait(waiting, timeout=self.agent.keepalive_seconds,
-                                             return_when=asyncio.FIRST_COMPLETED)
-                if getter in done:
-                    is_chunk, value = getter.result()
-                    if not is_chunk:
-                        if value is not _END:  # §2: the agent's error reaches the client as an error
-                            yield _sse({"error": f"{type(value).__name__}: {value}", "index": index}, "error")
-                            return
-                        break
-                    if index > after:
-                        yield _sse({"content": value, "index": index, "append": True}, event_id=index)
-                    index += 1
-                elif run.job.done() and run.handoff.empty():  # stopped: server shutting down, or hung up
-                    if run.stop_reason != HANGUP:
-                        yield _sse({"error": run.stop_reason or "stream cancelled", "index": index}, "error")
-                    return
-                elif not done:
-                    yield ": ping\n\n"
-            yield _sse({"content": "", "index": index, "append": True, "lastChunk": True}, event_id=index)
-        finally:
-            if getter is not None:
-                getter.cancel()
+        while True:
+            try:
+                chunks = await run.take()
+            except StopAsyncIteration:
+                break
+            except _Stopped as stopped:  # the server is shutting down, close_streams, or the agent was cancelled
+                if str(stopped) != HANGUP:
+                    yield _sse({"error": str(stopped), "index": index}, "error")
+                return
+            except Exception as exc:  # §2: the agent's error reaches the client as an error
+                yield _sse({"error": f"{type(exc).__name__}: {exc}", "index": index}, "error")
+                return
+            if not chunks:
+                yield ": ping\n\n"
+                continue
+            events = [_chunk_event(chunk, i) for i, chunk in enumerate(chunks, index) if i > after]
+            index += len(chunks)
+            if events:
+                yield "".join(events)
+        yield _sse({"content": "", "index": index, "append": True, "lastChunk": True}, event_id=index)
 
     # -- A2A JSON-RPC and python-a2a's task endpoints
     async def _rpc(self, scope: dict, receive: Receive, send: Send) -> None:
@@ -312,9 +374,44 @@ def asgi_app(agent: StreamingAgent) -> ASGIApp:
     return ASGIApp(agent)
 
 
+def h11_watching_hangups(hangups: Optional[_HangupWatch] = None) -> type:
+    """uvicorn's h11 protocol, which also notices a client that hangs up while uvicorn is not reading.
+
+    uvicorn pauses reading a connection when bytes follow the request being answered (pipelining,
+    or a stray byte) and then never sees the client leave: the app gets no http.disconnect and the
+    agent runs on. This watches every connection for EPOLLRDHUP (server.py's _HangupWatch, on the
+    serving loop) and closes it when the client has gone, so the app hears http.disconnect at once.
+    Linux only (EPOLLRDHUP); pass the watch, or one is made on the running loop at first use.
+    """
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+    if not hasattr(select, "EPOLLRDHUP"):  # elsewhere the watch would take the transport's own reader
+        return H11Protocol
+
+    class H11WatchingHangups(H11Protocol):
+        watch = hangups
+
+        def connection_made(self, transport: asyncio.Transport) -> None:
+            super().connection_made(transport)
+            if H11WatchingHangups.watch is None:
+                H11WatchingHangups.watch = _HangupWatch(asyncio.get_running_loop())
+            self.watched_socket = transport.get_extra_info("socket")
+            self.watch.watch(self.watched_socket, self)
+
+        def connection_lost(self, exc: Optional[Exception]) -> None:
+            self.watch.unwatch(self.watched_socket, self)  # before the transport closes the fd
+            super().connection_lost(exc)
+
+        def stop(self, reason: str) -> None:  # the watch saw the client hang up
+            self.transport.close()  # uvicorn then tells the app: http.disconnect
+
+    return H11WatchingHangups
+
+
 @contextlib.contextmanager
-def serve_asgi(agent: StreamingAgent, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
-    """Like serve(), on uvicorn in a background thread: yields the base URL; port 0 picks a free port."""
+def serve_asgi(agent: StreamingAgent, host: str = "127.0.0.1", port: int = 0, *,
+               max_streams: Optional[int] = None) -> Iterator[str]:
+    """Like serve(), on uvicorn in a background thread: yields the base URL; port 0 picks a free port.
+    max_streams sets the agent's bound on concurrent streams (503 past it), as serve()'s does."""
     import uvicorn
     listener = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET,
                                     backlog=2048)
@@ -322,11 +419,22 @@ def serve_asgi(agent: StreamingAgent, host: str = "127.0.0.1", port: int = 0) ->
     if hasattr(agent, "agent_card"):
         agent.agent_card.url = url
     agent._refuse_reason = None  # an agent served again accepts streams again
+    if max_streams is not None:
+        agent.max_streams = max_streams
     config = uvicorn.Config(asgi_app(agent), log_config=None, log_level="warning", access_log=False,
                             lifespan="on", timeout_keep_alive=5)
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[listener])),
-                              name=f"serve_asgi {url}", daemon=True)
+
+    async def run() -> None:
+        hangups = _HangupWatch(asyncio.get_running_loop()) if hasattr(select, "EPOLLRDHUP") else None
+        config.http = h11_watching_hangups(hangups)
+        try:
+            await server.serve(sockets=[listener])
+        finally:
+            if hangups is not None:
+                hangups.close()
+
+    thread = threading.Thread(target=lambda: asyncio.run(run()), name=f"serve_asgi {url}", daemon=True)
     thread.start()
     try:
         while not server.started:

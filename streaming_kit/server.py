@@ -134,6 +134,12 @@ class _HangupWatch:
         if self._epoll is None:
             self._loop.call_soon_threadsafe(self._loop.remove_reader, fd)
 
+    def close(self) -> None:
+        """Stop watching, on the loop's thread (serve_asgi's loop is ending)."""
+        if self._epoll is not None:
+            self._loop.remove_reader(self._epoll.fileno())
+            self._epoll.close()
+
     def _on_hangups(self) -> None:
         with self._lock:
             gone = []

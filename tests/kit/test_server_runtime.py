@@ -1,4 +1,6 @@
-"""serve() under load and abuse: 1,000 streams, the stream bound, read timeouts, hang-ups, backpressure."""
+"""serve() and serve_asgi() under load and abuse: 1,000 streams, the stream bound, read timeouts,
+hang-ups, backpressure. A guarantee is checked on both serving paths (the `serving` fixture);
+what is about werkzeug's threads or serve()'s read timeout, on serve() alone."""
 import asyncio
 import contextvars
 import json
@@ -60,13 +62,15 @@ class GatedAgent(kit.StreamingAgent):
 
     def __init__(self):
         super().__init__()
-        self.gate = asyncio.Event()  # created outside any loop; used only on the agent loop
+        self.gate = asyncio.Event()  # created outside any loop; used only on the loop the agent runs on
+        self.loop = None
         self.closed = 0
 
     def open_gate(self):
-        kit.server.agent_loop().loop.call_soon_threadsafe(self.gate.set)
+        self.loop.call_soon_threadsafe(self.gate.set)
 
     async def stream_response(self, message):
+        self.loop = asyncio.get_running_loop()  # serve(): the kit's agent loop; serve_asgi(): uvicorn's
         try:
             yield "c0 "
             await self.gate.wait()
@@ -87,7 +91,7 @@ def enough_fds():
 
 # ---------------------------------------------------------------- many streams, and the bound
 @pytest.mark.timeout(180)
-def test_a_thousand_concurrent_streams_all_complete_and_the_threads_go_away(enough_fds):
+def test_a_thousand_concurrent_streams_all_complete_and_the_threads_go_away(serving, enough_fds):
     agent, streams, outcome = GatedAgent(), 1000, {}
     threads_before = threading.active_count()
 
@@ -98,7 +102,7 @@ def test_a_thousand_concurrent_streams_all_complete_and_the_threads_go_away(enou
     async def all_streams(url):
         outcome["indexes"] = await asyncio.gather(*(one(url) for _ in range(streams)), return_exceptions=True)
 
-    with kit.serve(agent) as url:
+    with serving(agent) as url:
         client = threading.Thread(target=asyncio.run, args=(all_streams(url),))
         client.start()
         all_open = eventually(lambda: agent.live_streams == streams, seconds=120)
@@ -114,10 +118,10 @@ def test_a_thousand_concurrent_streams_all_complete_and_the_threads_go_away(enou
 
 
 @pytest.mark.timeout(60)
-def test_past_the_bound_a_stream_is_refused_at_once_and_the_card_still_answers():
+def test_past_the_bound_a_stream_is_refused_at_once_and_the_card_still_answers(serving):
     agent = GatedAgent()
     threads_before = threading.active_count()
-    with kit.serve(agent, max_streams=5) as url:
+    with serving(agent, max_streams=5) as url:
         parked = [open_stream(url, "1") for _ in range(5)]
         request = urllib.request.Request(f"{url}/stream", data=stream_request("1").split(b"\r\n\r\n", 1)[1],
                                          headers={"Content-Type": "application/json"})
@@ -131,7 +135,7 @@ def test_past_the_bound_a_stream_is_refused_at_once_and_the_card_still_answers()
         for sock in parked:
             sock.close()  # the clients leave: hang-up closes each agent, its thread ends
         assert eventually(lambda: agent.closed == 5 and agent.live_streams == 0, seconds=10)
-        assert eventually(lambda: threading.active_count() <= threads_before + 1, seconds=10)  # + serve's
+        assert eventually(lambda: threading.active_count() <= threads_before + 1, seconds=10)  # + the server's
         agent.open_gate()
         chunks = asyncio.run(collect(url, "2"))
         assert [c["index"] for c in chunks] == [0, 1, 2]  # room again: served
@@ -184,9 +188,9 @@ def test_the_read_timeout_does_not_cut_a_quiet_stream():
 # ---------------------------------------------------------------- hang-up and backpressure
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("extra", [b"", b"x", b"GET / HTTP/1.1\r\n\r\n"], ids=["nothing", "one byte", "a request"])
-def test_hang_up_closes_an_idle_agent_even_after_extra_bytes(extra):
+def test_hang_up_closes_an_idle_agent_even_after_extra_bytes(serving, extra):
     agent = GatedAgent()  # parked at its gate: idle until the test opens it
-    with kit.serve(agent) as url:
+    with serving(agent) as url:
         sock = open_stream(url, "1")
         sock.sendall(extra)  # after the server has read the request: these wait in the socket
         sock.close()
@@ -207,9 +211,9 @@ class FloodingAgent(kit.StreamingAgent):
 
 
 @pytest.mark.timeout(60)
-def test_a_client_that_stops_reading_pauses_the_agent():
+def test_a_client_that_stops_reading_pauses_the_agent(serving):
     agent = FloodingAgent()
-    with kit.serve(agent) as url:
+    with serving(agent) as url:
         sock = open_stream(url)  # reads the first chunk, then nothing more
         seen = []
 
@@ -239,11 +243,11 @@ class ContextualAgent(kit.StreamingAgent):
             yield f"timed out for {USER.get()}"
 
 
-def test_context_and_timeouts_hold_across_yields_with_streams_sharing_the_loop():
+def test_context_and_timeouts_hold_across_yields_with_streams_sharing_the_loop(serving):
     async def many(url):
         return await asyncio.gather(*(collect(url, f"user{i}") for i in range(20)))
 
-    with kit.serve(ContextualAgent()) as url:
+    with serving(ContextualAgent()) as url:
         answers = asyncio.run(many(url))
     assert ["".join(kit.chunk_text(c) for c in chunks) for chunks in answers] == \
         [f"waiting timed out for user{i}" for i in range(20)]
