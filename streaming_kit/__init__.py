@@ -15,7 +15,7 @@ from .messages import (RequestProblem, StreamTruncatedError, chunk_text, message
                        text_message)
 from .server import (HANGUP, KEEPALIVE_SECONDS, MAX_BODY_BYTES, ServerBusy, StreamingAgent, default_max_streams,
                      last_event_id, serve)
-from .asgi import asgi_app, serve_asgi
+from .asgi import asgi_app, h11_watching_hangups, serve_asgi
 from .client import StrictStreamingClient, TaskEndedError
 from .a2a import FINAL_STATES, a2a_state
 from .tasks import TaskStreamingAgent, TaskStreamingClient, TaskUpdate, artifact_text
@@ -29,5 +29,5 @@ __all__ = ["A2AConnectionError", "A2AError", "A2AResponseError", "A2AStreamingEr
            "TaskStreamingClient", "TaskUpdate", "a2a_state", "artifact_text", "chunk_text", "last_event_id",
            "message_text", "parse_stream_request", "quiet", "serve", "text_message", "asgi_app", "serve_asgi",
            "default_max_streams"]
-__all__ += ["TaskEndedError", "StopAt", "pipeline", "redact_secrets", "tidy_whitespace", "whole_words"]
+__all__ += ["h11_watching_hangups", "TaskEndedError", "StopAt", "pipeline", "redact_secrets", "tidy_whitespace", "whole_words"]
 __all__ += ["FINAL_SESSION_STATES", "SessionFinished", "StreamSession", "StreamSessions", "TooManyStreams"]
