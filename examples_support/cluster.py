@@ -355,8 +355,9 @@ def run_lesson(script: str, args: Any, lesson: Callable) -> int:
     try:
         with contextlib.ExitStack() as stack:
             run = _start(stack, script, args)
-            asyncio.run(lesson(run, args))
-            return report(run, args.report)
+            finished = asyncio.run(_unless_terminated(lesson(run, args)))
+            signal.signal(signal.SIGTERM, _interrupt)  # asyncio put the default back: stop children still
+            return report(run, args.report) if finished else 130
     except (A2AError, ReplicaStartError, ServiceFailed) as exc:
         print(paint(f"error: {exc}", "red", sys.stderr), file=sys.stderr)
         return 1
@@ -366,6 +367,20 @@ def run_lesson(script: str, args: Any, lesson: Callable) -> int:
         return stdout_gone()
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+async def _unless_terminated(lesson: Any) -> bool:
+    """Run the lesson; SIGTERM cancels it (a KeyboardInterrupt raised inside some task would leave
+    the others' errors printed). False when it was cancelled."""
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
+    try:
+        await lesson
+        return True
+    except asyncio.CancelledError:
+        return False
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 def _start(stack: contextlib.ExitStack, script: str, args: Any) -> Run:

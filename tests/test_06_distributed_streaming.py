@@ -258,9 +258,9 @@ def test_sigterm_stops_every_child_process():
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "NO_COLOR": "1"})
     lines = []
-    for line in process.stdout:  # until nginx is up: every child has started
+    for line in process.stdout:  # until the first round: every child has started, streams are open
         lines.append(line)
-        if "nginx at" in line:
+        if "== balance" in line:
             break
     process.send_signal(signal.SIGTERM)
     output, errors = process.communicate(timeout=DEADLINE)
