@@ -336,7 +336,8 @@ class TaskEngine:
         """One subscriber, in batches: the snapshot (or the log after `after`), then live events up to
         the final one. An empty batch means nothing happened for keepalive_seconds. Ends as soon as
         `gone` is done (the client hung up; the task goes on)."""
-        self._watch_leases()  # a replica that only relays must still end a task whose runner died
+        if task_id not in self.running and not _is_final(await self.snapshot(task_id)):
+            self._watch_leases()  # it runs elsewhere (a shared log): end it if its runner dies
         if snapshot_first:
             snapshot = await self.snapshot(task_id)
             yield [snapshot]
