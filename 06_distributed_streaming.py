@@ -25,6 +25,7 @@ Production: REDIS_URL=redis://... gunicorn -k gthread --threads 16 -w 2 -b 127.0
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -173,10 +174,11 @@ async def follow_task(session: aiohttp.ClientSession, entry_points: list[str], a
         else:
             call = a2a_call(session, url, "message/stream", {"message": message})
         try:
-            async for seq, result, relay in call:
-                answer.add(seq, result, relay)
-                if result.get("final"):
-                    return answer
+            async with contextlib.aclosing(call) as events:  # returning early closes the connection
+                async for seq, result, relay in events:
+                    answer.add(seq, result, relay)
+                    if result.get("final"):
+                        return answer
         except (aiohttp.ClientError, asyncio.TimeoutError):
             continue  # the replica we read from is gone: the next attempt resumes after answer.seqs[-1]
     raise A2AConnectionError(f"task {answer.task_id}: still not final after {reconnects} reconnects")
@@ -184,8 +186,9 @@ async def follow_task(session: aiohttp.ClientSession, entry_points: list[str], a
 
 async def stored_text(session: aiohttp.ClientSession, url: str, task_id: str) -> tuple[str, str]:
     """(text, state) of the task as the log keeps it (tasks/get), from whichever replica answers."""
-    async for _, task, _ in a2a_call(session, url, "tasks/get", {"id": task_id}):
-        return "".join(parts_text(a["parts"]) for a in task.get("artifacts", [])), task["status"]["state"]
+    async with contextlib.aclosing(a2a_call(session, url, "tasks/get", {"id": task_id})) as replies:
+        async for _, task, _ in replies:
+            return "".join(parts_text(a["parts"]) for a in task.get("artifacts", [])), task["status"]["state"]
 
 
 def user_message(text: str) -> dict:

@@ -228,6 +228,7 @@ def test_the_script_runs_the_whole_lesson_and_reports_it(tmp_path):
     result = run_script(SCRIPT, "--fast", "--report", str(report), timeout=90)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert library_noise(result.stdout + result.stderr) == []
+    assert "Unclosed" not in result.stderr, "every HTTP stream is closed (aiohttp's warning otherwise)"
     facts = json.loads(report.read_text())
     assert facts["passed"] and facts["notes"] == []
     assert facts["services"]["redis"] and facts["services"]["nginx"]
