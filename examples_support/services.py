@@ -141,8 +141,10 @@ def _host_port(url: str) -> str:
 
 
 @contextlib.contextmanager
-def nginx_proxy(upstreams: list[str]) -> Iterator[str]:
-    """nginx, configured from deploy/nginx/06.conf, in front of the upstream URLs; yields its URL."""
+def nginx_proxy(upstreams: list[str], port: Optional[int] = None) -> Iterator[str]:
+    """nginx, configured from deploy/nginx/06.conf, in front of the upstream URLs; yields its URL.
+
+    port: listen there (the replicas must know the proxy's Host first); default a free one."""
     program = find_program("nginx", "nginx")
     with tempfile.TemporaryDirectory(prefix="a2a-nginx-") as workdir, contextlib.ExitStack() as stack:
         os.chmod(workdir, 0o755)  # run as root, nginx's workers are another user: they need to get in
@@ -155,7 +157,7 @@ def nginx_proxy(upstreams: list[str]) -> Iterator[str]:
                        "-g", "daemon off;"]
             stack.enter_context(_running(command, Path(workdir), port, "nginx.out"))
             return port
-        url = f"http://127.0.0.1:{_start_on_free_port(start)}"
+        url = f"http://127.0.0.1:{start(port) if port else _start_on_free_port(start)}"
         _wait_until_answers(f"{url}/proxy-health")
         yield url
 

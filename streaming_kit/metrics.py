@@ -15,7 +15,7 @@ What it exposes (the names Prometheus scrapes, per replica; Prometheus adds the 
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Union
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import choose_encoder
@@ -24,6 +24,8 @@ from prometheus_client.exposition import choose_encoder
 STREAM_END = '"lastChunk": true'  # POST /stream: the empty lastChunk event (chunks carry no lastChunk key)
 TASK_END = "event: complete"      # tasks/sendSubscribe, tasks/resubscribe (python-a2a task events)
 V03_END = '"final": true'         # A2A v0.3 message/stream: the final status-update
+# A2A on POST / (v0.3, or v1.0, whose final statusUpdate has a terminal state and no "final" flag)
+A2A_ENDS = (V03_END, *(f'"TASK_STATE_{state}"' for state in ("COMPLETED", "FAILED", "CANCELED", "REJECTED")))
 
 FAILURE_REASONS = ("error", "disconnected")  # an error event was sent / the stream stopped short
 FIRST_CHUNK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -50,17 +52,18 @@ class StreamMetrics:
         for reason in FAILURE_REASONS:
             self.failed.labels(reason)  # exported as 0 before the first failure, so rates work at once
 
-    def track(self, frames: Iterable[str], end_marker: str = STREAM_END) -> Iterator[str]:
+    def track(self, frames: Iterable[str], end_marker: Union[str, tuple] = STREAM_END) -> Iterator[str]:
         """Pass SSE frames through unchanged, recording each as it is handed to the server to write.
 
         Comments (": ping") are not chunks; an `event: error` frame fails the stream; the frame
-        containing end_marker completes it; a stream that stops before either (the client hung
+        containing end_marker (or one of a tuple of them) completes it; a stream that stops before either (the client hung
         up) counts as failed, reason "disconnected"."""
         self.started.inc()
         self.open.inc()
         outcome = "disconnected"
         last_chunk = time.perf_counter()  # the first chunk's latency counts from here
         first = True
+        ends = (end_marker,) if isinstance(end_marker, str) else end_marker
         try:
             for frame in frames:
                 for event in frame.split("\n\n"):  # a write may carry several events (the server batches)
@@ -68,7 +71,7 @@ class StreamMetrics:
                         continue
                     if event.startswith("event: error"):
                         outcome = "error"
-                    elif end_marker in event:
+                    elif any(end in event for end in ends):
                         outcome = "completed"
                     else:
                         now = time.perf_counter()

@@ -248,12 +248,12 @@ class FlaskViews:
     def rpc_view(self):
         reply = self.engine.call(self.requests.rpc(self._body(), request.headers.get("A2A-Version"),
                                                    request.headers.get("Last-Event-ID"), self._hangup()))
-        return self._send(reply, self._stock["rpc"])
+        return self._send(reply, self._stock["rpc"], "a2a")
 
     def python_a2a_stream_view(self):
         reply = self.engine.call(self.requests.python_a2a_stream(self._body(), request.headers.get("Last-Event-ID"),
                                                                  self._hangup()))
-        return self._send(reply, None)
+        return self._send(reply, None, "python-a2a")
 
     def _python_a2a_task_view(self, method: str) -> Callable:
         def view():
@@ -274,11 +274,15 @@ class FlaskViews:
         sock = request.environ.get("werkzeug.socket") or request.environ.get("gunicorn.socket")
         return lambda: self.engine.watch_socket(sock)  # called on the task loop when a stream starts
 
-    def _send(self, reply: Reply, stock: Optional[Callable]):
+    def _send(self, reply: Reply, stock: Optional[Callable], stream_kind: str = "a2a"):
         if reply.python_a2a:
             return stock()
         if reply.stream is not None:
-            return Response(self._drain(reply.stream), mimetype="text/event-stream", headers=reply.headers)
+            frames = self._drain(reply.stream)
+            if self.agent.metrics:  # task streams count on /metrics like /stream ones
+                from .metrics import A2A_ENDS, TASK_END, metrics_for  # prometheus-client only when asked
+                frames = metrics_for(self.agent).track(frames, A2A_ENDS if stream_kind == "a2a" else TASK_END)
+            return Response(frames, mimetype="text/event-stream", headers=reply.headers)
         response = jsonify(reply.body)
         response.status_code = reply.status
         response.headers.update(reply.headers)

@@ -32,6 +32,7 @@ from .a2a import FINAL_STATES, a2a_state, utc_timestamp
 from .client import StrictStreamingClient, a2a_event_as_task
 from .messages import RequestProblem, StreamTruncatedError, _RpcProblem, chunk_text, parse_stream_request
 from .server import HANGUP, StreamingAgent, agent_loop
+from .stores import TaskIdInUse, TaskNotFound  # one pair of classes for every log (RedisTaskLog's too)
 from python_a2a import A2AConnectionError, A2AResponseError, Message, StreamingClient, Task, TaskState
 
 ANSWER_ARTIFACT = "answer"  # the artifactId of a plain agent's streamed text
@@ -87,14 +88,6 @@ def _is_final(event: dict) -> bool:
 
 
 # ---------------------------------------------------------------- the log of events
-class TaskNotFound(LookupError):
-    """No task by that id here (never started, or expired)."""
-
-
-class TaskIdInUse(ValueError):
-    """A task with that id exists already."""
-
-
 class MemoryTaskLog:
     """The events of this server's tasks, in memory, bounded: finished tasks are kept for
     keep_seconds and at most max_finished of them (oldest dropped first)."""
@@ -257,15 +250,15 @@ class TaskEngine:
         task = _RunningTask(self, str(params.get("id") or uuid.uuid4()), params.get("sessionId"), work_for(message))
         task.seq = 0
         first = task.snapshot()
+        # the lease first: a task without one would look orphaned to the other replicas
+        await self.log.hold_lease(task.id, self.owner, self.lease_seconds)
         try:
             await self.log.start(task.id, first, first)
         except TaskIdInUse:
             raise _RpcProblem(200, a2a.INVALID_REQUEST, f"task id {task.id} is already in use") from None
         self.running[task.id] = task
         self.agent._track(task)  # close_streams() and live_streams now cover the task
-        await self.log.hold_lease(task.id, self.owner, self.lease_seconds)
-        if self._lease_keeper is None:
-            self._lease_keeper = self.loop.create_task(self._keep_leases())
+        self._watch_leases()
         task.job = self.loop.create_task(self._work(task))
         return first
 
@@ -343,6 +336,8 @@ class TaskEngine:
         """One subscriber, in batches: the snapshot (or the log after `after`), then live events up to
         the final one. An empty batch means nothing happened for keepalive_seconds. Ends as soon as
         `gone` is done (the client hung up; the task goes on)."""
+        if task_id not in self.running and not _is_final(await self.snapshot(task_id)):
+            self._watch_leases()  # it runs elsewhere (a shared log): end it if its runner dies
         if snapshot_first:
             snapshot = await self.snapshot(task_id)
             yield [snapshot]
@@ -387,6 +382,10 @@ class TaskEngine:
         def unwatch() -> None:
             self.loop.remove_reader(fd)
         return gone, unwatch
+
+    def _watch_leases(self) -> None:
+        if self._lease_keeper is None:
+            self._lease_keeper = self.loop.create_task(self._keep_leases())
 
     async def _keep_leases(self) -> None:
         """Renew the leases of the tasks running here; end, as failed, tasks whose runner is gone
