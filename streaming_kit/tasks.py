@@ -275,7 +275,8 @@ class TaskEngine:
             end = _status(TaskState.FAILED, _agent_message(f"{type(exc).__name__}: {exc}"))
         try:
             task.status = end
-            await self._publish(task, "status-update", final=True)
+            with contextlib.suppress(ValueError):  # another replica ended it first (this one lost its lease)
+                await self._publish(task, "status-update", final=True)
         finally:
             del self.running[task.id]
             self.agent._untrack(task)
@@ -393,8 +394,12 @@ class TaskEngine:
         while True:
             await asyncio.sleep(self.lease_seconds / 3)
             try:
-                for task_id in list(self.running):
-                    await self.log.hold_lease(task_id, self.owner, self.lease_seconds)
+                running = list(self.running)  # all at once: one slow renewal must not let the others lapse
+                held = await asyncio.gather(*(self.log.hold_lease(task_id, self.owner, self.lease_seconds)
+                                              for task_id in running), return_exceptions=True)
+                for task_id, kept in zip(running, held):
+                    if kept is False and task_id in self.running:  # another replica has ended it: stop the work
+                        self.running[task_id].stop("this replica lost the task's lease to another one")
                 for task_id in await self.log.tasks_with_expired_lease():
                     if task_id not in self.running:
                         await self._end_orphan(task_id)
