@@ -320,9 +320,12 @@ class TaskEngine:
     async def cancel(self, task_id: str) -> dict:
         snapshot = await self.snapshot(task_id)
         task = self.running.get(task_id)
-        if task is None or _is_final(snapshot):
-            state = a2a_state(TaskState(snapshot["status"]["state"]))
+        state = a2a_state(TaskState(snapshot["status"]["state"]))
+        if _is_final(snapshot):
             raise _RpcProblem(200, a2a.TASK_NOT_CANCELABLE, f"task {task_id} is already {state}: it cannot be canceled")
+        if task is None:  # a shared log: the task runs on another replica, which alone can stop its work
+            raise _RpcProblem(200, a2a.UNSUPPORTED_OPERATION, f"task {task_id} is {state} on another replica: "
+                                                              "send tasks/cancel to the replica that runs it")
         task.stop("canceled by the client")
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(asyncio.shield(task.ended.wait()), self.cancel_wait_seconds)
