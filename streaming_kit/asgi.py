@@ -27,7 +27,7 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, Optional
 from .guard import boundary_refusal, cors_headers, parse_json_body
 from .messages import RequestProblem, _sse, chunk_text, parse_last_event_id, parse_stream_request
 from .rpc import CARD_PATHS, SSE_HEADERS, A2ARequests, Reply
-from .server import HANDOFF_CHUNKS, HANGUP, StreamingAgent, _chunk_event, _HangupWatch
+from .server import HANDOFF_CHUNKS, HANGUP, StreamingAgent, _HangupWatch, frame_chunks
 from python_a2a import Message, MessageRole, TextContent
 
 Send = Callable[[dict], Awaitable[None]]
@@ -244,13 +244,9 @@ class ASGIApp:
             except Exception as exc:  # §2: the agent's error reaches the client as an error
                 yield _sse({"error": f"{type(exc).__name__}: {exc}", "index": index}, "error")
                 return
-            if not chunks:
-                yield ": ping\n\n"
-                continue
-            events = [_chunk_event(chunk, i) for i, chunk in enumerate(chunks, index) if i > after]
-            index += len(chunks)
-            if events:
-                yield "".join(events)
+            text, index = frame_chunks(chunks, index, after)
+            if text:
+                yield text
         yield _sse({"content": "", "index": index, "append": True, "lastChunk": True}, event_id=index)
 
     # -- A2A JSON-RPC and python-a2a's task endpoints

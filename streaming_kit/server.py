@@ -463,16 +463,21 @@ class StreamingAgent(A2AServer):
                 except Exception as exc:  # §2: the agent's error reaches the client as an error
                     yield _sse({"error": f"{type(exc).__name__}: {exc}", "index": index}, "error")
                     return
-                if not chunks:
-                    yield ": ping\n\n"
-                    continue
-                events = [_chunk_event(chunk, i) for i, chunk in enumerate(chunks, index) if i > after]
-                index += len(chunks)
-                if events:
-                    yield "".join(events)
+                text, index = frame_chunks(chunks, index, after)
+                if text:
+                    yield text
             yield _sse({"content": "", "index": index, "append": True, "lastChunk": True}, event_id=index)
         finally:
             self._end_run(run)
+
+
+def frame_chunks(chunks: list, index: int, after: int) -> tuple[str, int]:
+    """The SSE text for a batch of chunks numbered from index (those up to `after` skipped: a resume),
+    and the next index; a ping comment for an empty batch (silence for keepalive_seconds)."""
+    if not chunks:
+        return ": ping\n\n", index
+    events = [_chunk_event(chunk, i) for i, chunk in enumerate(chunks, index) if i > after]
+    return "".join(events), index + len(chunks)
 
 
 def _chunk_event(chunk: Any, index: int) -> str:
