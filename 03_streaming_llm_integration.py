@@ -4,20 +4,16 @@ Offline by default (simulated providers in each one's own event shapes, no keys)
   1. a small adapter per provider turn its events into text plus a common summary (stop reason, tokens);
   2. a transform pipeline on every answer: an e-mail address and an API key streamed in pieces arrive
      as "[redacted ...]", the answer stops at a stop sequence, blank lines are tidied, chunks are words;
-  3. fallback: the first provider fails before its first token, the second stalls, the third answers,
-     once, with no text from the failed attempts;
-  4. a provider failing mid-stream: the A2A stream ends with an error event, the client shows the words
-     so far marked partial;
+  3. fallback: the first provider fails before its first token, the second stalls, the third answers once;
+  4. a provider failing mid-stream: an error event ends the A2A stream; the words so far show as partial;
   5. a table per scenario, then one verdict (exit 1 if a promise was broken).
 
     python 03_streaming_llm_integration.py --fast
     python 03_streaming_llm_integration.py --provider openai --provider anthropic   # the real APIs
 
---provider (repeatable) sends that provider's runs to its real API through the official SDK
-(OPENAI_API_KEY, ANTHROPIC_API_KEY, AWS credentials and region; OPENAI_BASE_URL, ANTHROPIC_BASE_URL,
-AWS_ENDPOINT_URL_BEDROCK_RUNTIME redirect them); credentials alone never send anything out.
-Request metadata (optional): "providers" (the fallback order), "stall_seconds" (only tightens the
-server's --stall-seconds), "faults" (simulated providers only: {"openai": "error_mid_stream"}).
+--provider (repeatable) sends that provider's runs to its real API through the official SDK (keys and base
+URLs from each SDK's usual environment variables: see the README); credentials alone never send anything.
+Request metadata (optional): "providers" (fallback order), "stall_seconds", "faults" (simulated ones only).
 """
 from __future__ import annotations
 
@@ -33,9 +29,10 @@ from typing import Any, AsyncIterator, Iterable, Optional
 
 from streaming_kit import (A2AStreamingError, StopAt, StreamingAgent, StrictStreamingClient, chunk_text, message_text,
                            pipeline, redact_secrets, text_message, tidy_whitespace, whole_words)
+from streaming_kit.streams import each_event  # boto3's stream blocks: iterated in a thread
 from streaming_kit.transforms import Transform
-from examples_support import demo_parser, llm_report, output_file, paint, run_demo, seconds_arg
-from examples_support.llm_simulators import SDK_MODULES, Pace, parse_checked, read_options, simulate
+from examples_support import llm_report, paint, run_demo
+from examples_support.llm_simulators import SDK_MODULES, Pace, llm_command_line, parse_checked, read_options, simulate
 
 DEFAULT_PORT = 8103
 PROVIDERS = ("openai", "anthropic", "bedrock")
@@ -92,17 +89,6 @@ class ProviderRun:
 def field_of(obj: Any, name: str, default: Any = None) -> Any:
     """obj[name] for dicts, obj.name for SDK objects: adapters accept both shapes."""
     return default if obj is None else obj.get(name, default) if isinstance(obj, dict) else getattr(obj, name, default)
-
-
-async def each_event(events: Any) -> AsyncIterator[Any]:
-    """Iterate an async stream, or a blocking iterator (boto3) in a thread, without blocking the loop."""
-    if hasattr(events, "__aiter__"):
-        async for event in events:
-            yield event
-        return
-    iterator, done = iter(events), object()
-    while (event := await asyncio.to_thread(next, iterator, done)) is not done:
-        yield event
 
 
 async def openai_text(chunks: Any, run: ProviderRun) -> AsyncIterator[str]:
@@ -324,18 +310,8 @@ async def ask(url: str, scenario: str, **options: Any) -> Outcome:
 # --8<-- [end:client]
 
 
-def command_line():
-    parser = demo_parser(__doc__, DEFAULT_PORT)
-    parser.server_option("--provider", action="append", choices=PROVIDERS, default=[],
-                         help="use this provider's real API via its SDK (repeatable); the others stay simulated")
-    parser.add_argument("--stall-seconds", type=seconds_arg(), default=10.0,
-                        help="a provider silent this long counts as failed (default 10)")
-    parser.client_option("--report", type=output_file(), metavar="FILE.json", help="write every outcome as JSON")
-    return parser
-
-
 def main(argv: Optional[list[str]] = None) -> int:
-    args = parse_checked(command_line(), argv)  # a --provider without its SDK or key: a usage error
+    args = parse_checked(llm_command_line(__doc__, DEFAULT_PORT, PROVIDERS), argv)  # a --provider's SDK/key checked
     agent = lambda: LLMBridgeAgent(args.provider, Pace(0, 0) if args.fast else Pace(), args.stall_seconds)
     return run_demo(args, agent, lambda url: llm_report.scenarios(ask, url, PROVIDERS, args), own_agent_only=True)
 

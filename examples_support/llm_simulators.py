@@ -166,3 +166,15 @@ def cannot_use_real(provider: str) -> Optional[str]:
         if not session.region_name:
             return "set AWS_REGION (or AWS_DEFAULT_REGION, or a region in your AWS profile)"
     return None
+
+
+def llm_command_line(doc: str, port: int, providers: tuple) -> argparse.ArgumentParser:
+    """03's command line: the shared contract plus --provider (the agent's), --stall-seconds and --report."""
+    from examples_support import demo_parser, output_file, seconds_arg
+    parser = demo_parser(doc, port)
+    parser.server_option("--provider", action="append", choices=providers, default=[],
+                         help="use this provider's real API via its SDK (repeatable); the others stay simulated")
+    parser.add_argument("--stall-seconds", type=seconds_arg(), default=10.0,
+                        help="a provider silent this long counts as failed (default 10)")
+    parser.client_option("--report", type=output_file(), metavar="FILE.json", help="write every outcome as JSON")
+    return parser

@@ -474,7 +474,7 @@ def test_an_answer_without_the_summary_chunk_says_what_happened(capsys):
 
     with serve(NoSummary()) as url:
         assert asyncio.run(llm_report.scenarios(bridge.ask, url, bridge.PROVIDERS,
-                                                bridge.command_line().parse_args(["--fast"]))) == 1
+                                                llm_simulators.llm_command_line(bridge.__doc__, bridge.DEFAULT_PORT, bridge.PROVIDERS).parse_args(["--fast"]))) == 1
     verdict = capsys.readouterr().out.strip().splitlines()[-1]
     assert "no summary" not in verdict
     assert verdict.startswith("Verdict: FAILED - openai clean: the stream ended without the summary chunk "
