@@ -85,3 +85,14 @@ def serving(request):
     import streaming_kit
     from streaming_kit.asgi import serve_asgi
     return {"wsgi": streaming_kit.serve, "asgi": serve_asgi}[request.param]
+
+
+def require_program(program: str, package: str = "") -> None:
+    """Skip (with the install line) when a real service is missing; fail instead under REQUIRE_REDIS=1 (CI)."""
+    from examples_support.services import ServiceMissing, find_program
+    try:
+        find_program(program, package or program)
+    except ServiceMissing as missing:
+        if os.environ.get("REQUIRE_REDIS") == "1":
+            pytest.fail(str(missing))
+        pytest.skip(str(missing))

@@ -16,27 +16,18 @@ import sys
 import aiohttp
 import pytest
 
-from conftest import ROOT, library_noise, load_script, run_script
+from conftest import ROOT, library_noise, load_script, require_program, run_script
 from examples_support import cluster
-from examples_support.services import ServiceMissing, find_program, free_port, nginx_proxy, private_redis
+from examples_support.services import free_port, nginx_proxy, private_redis
 
 SCRIPT = "06_distributed_streaming.py"
 demo = load_script(SCRIPT)
 DEADLINE = 30  # seconds: a stream or a run that takes longer has hung
 
 
-def require(program: str) -> None:
-    try:
-        find_program(program, program)
-    except ServiceMissing as missing:
-        if os.environ.get("REQUIRE_REDIS") == "1":
-            pytest.fail(str(missing))
-        pytest.skip(str(missing))
-
-
 @pytest.fixture(scope="module")
 def redis_url():
-    require("redis-server")
+    require_program("redis-server")
     with private_redis() as url:
         yield url
 
@@ -44,7 +35,7 @@ def redis_url():
 @contextlib.contextmanager
 def replicas_behind_nginx(redis_url: str):
     """Three fresh replicas on the shared log and nginx in front: (replicas, proxy URL)."""
-    require("nginx")
+    require_program("nginx")
     port = free_port()
     with cluster.replica_processes(str(ROOT / SCRIPT), redis_url, True, f"127.0.0.1:{port}") as replicas:
         with nginx_proxy([r.url for r in replicas], port) as proxy:
@@ -222,8 +213,8 @@ def test_unknown_task_is_a_json_rpc_error_on_every_replica(shared):
 
 
 def test_the_script_runs_the_whole_lesson_and_reports_it(tmp_path):
-    require("redis-server")
-    require("nginx")
+    require_program("redis-server")
+    require_program("nginx")
     report = tmp_path / "report.json"
     result = run_script(SCRIPT, "--fast", "--report", str(report), timeout=90)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -253,8 +244,8 @@ def assert_stopped(output: str, services: dict) -> None:
 
 
 def test_sigterm_stops_every_child_process():
-    require("redis-server")
-    require("nginx")
+    require_program("redis-server")
+    require_program("nginx")
     process = subprocess.Popen([sys.executable, str(ROOT / SCRIPT), "--fast"], cwd=ROOT, stdin=subprocess.DEVNULL,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "NO_COLOR": "1"})

@@ -3,7 +3,6 @@ front of real SSE upstreams (skipped with the reason when not installed, unless 
 import asyncio
 import contextlib
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -20,26 +19,17 @@ from werkzeug.serving import WSGIRequestHandler, make_server
 import streaming_kit as kit
 from examples_support.services import (ServiceFailed, ServiceMissing, find_program, free_port,
                                        nginx_proxy, private_redis, render_nginx_config, wait_for_port)
-from conftest import eventually
-
-
-def require(program: str, package: str) -> None:
-    try:
-        find_program(program, package)
-    except ServiceMissing as missing:
-        if os.environ.get("REQUIRE_REDIS") == "1":
-            pytest.fail(str(missing))
-        pytest.skip(str(missing))
+from conftest import eventually, require_program
 
 
 @pytest.fixture
 def nginx_installed():
-    require("nginx", "nginx")
+    require_program("nginx", "nginx")
 
 
 # ---------------------------------------------------------------- redis-server
 def test_private_redis_is_loopback_only_without_persistence_and_gone_after():
-    require("redis-server", "redis-server")
+    require_program("redis-server", "redis-server")
     import redis
     with private_redis() as url:
         client = redis.Redis.from_url(url, decode_responses=True)
