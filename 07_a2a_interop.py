@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import logging
 import socket
 import sys
 import threading
@@ -207,13 +206,10 @@ def report(rows: list[dict], path: Optional[str], expected: Optional[str]) -> in
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    """The shared command line (examples_support.demo_parser) plus --report; quiets httpx and uvicorn."""
+    """The shared command line (examples_support.demo_parser) plus --report."""
     parser = demo_parser(__doc__.split("\n")[0], DEFAULT_PORT)
     parser.add_argument("--report", metavar="FILE", help="also write the results as JSON to FILE")
-    args = parser.parse_args(argv)
-    for name in ("httpx", "uvicorn", "uvicorn.error", "a2a"):
-        logging.getLogger(name).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
-    return args
+    return parser.parse_args(argv)
 
 
 def main(argv=None) -> int:

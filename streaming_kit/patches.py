@@ -178,7 +178,8 @@ class _SilentTraceback:
 
 
 def quiet() -> None:
-    """Silence python-a2a's prints and INFO logs and werkzeug's request log (§5).
+    """Silence python-a2a's prints and INFO logs, werkzeug's request log (§5), and the INFO logs of
+    httpx, uvicorn and a2a-sdk that the A2A paths use.
 
     Rebinds `print` inside python-a2a's server module only; the script's own output stays.
     """
@@ -187,6 +188,8 @@ def quiet() -> None:
     a2a_http.traceback = _SilentTraceback()
     logging.getLogger("python_a2a").setLevel(logging.CRITICAL)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    for name in ("httpx", "uvicorn", "uvicorn.error", "a2a"):  # the A2A paths: a2a-sdk's client, serve_asgi
+        logging.getLogger(name).setLevel(logging.WARNING)
     root = logging.getLogger()
     if ROOT_LOGGER_BEFORE is None:  # python_a2a was imported before the kit: plain default
         root.setLevel(logging.WARNING)
