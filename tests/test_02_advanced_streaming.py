@@ -2,8 +2,6 @@
 import asyncio
 import contextlib
 import json
-import os
-import subprocess
 import sys
 import threading
 import time
@@ -11,7 +9,7 @@ import time
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from conftest import ROOT, eventually, library_noise, load_script, run_script
+from conftest import ROOT, eventually, library_noise, load_script, run_script, serve_script
 from examples_support import chunking_report, text as text_rules
 from streaming_kit import A2AStreamingError, StrictStreamingClient, serve, text_message
 
@@ -374,29 +372,12 @@ def test_serve_then_url_streams_a_users_own_text(tmp_path):
     text = "Line one.\r\nLine two, with ünïcode.\r\n\r\nThe end"
     text_file = tmp_path / "mine.txt"
     text_file.write_bytes(text.encode("utf-8"))
-    server = subprocess.Popen([sys.executable, str(ROOT / SCRIPT), "--serve", "--port", "0", "--fast"],
-                              cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env={**os.environ, "NO_COLOR": "1"})
-    try:
-        first_line = _first_line(server, seconds=60)
-        assert first_line.startswith("Serving Chunking agent at http://127.0.0.1:")
-        result = run_script(SCRIPT, "--url", first_line.split(" at ")[1], "--text", str(text_file))
+    with serve_script(SCRIPT, "--fast") as server:
+        assert server.name == "Chunking agent" and server.url.startswith("http://127.0.0.1:"), server.url
+        result = run_script(SCRIPT, "--url", server.url, "--text", str(text_file))
         assert result.returncode == 0, result.stdout + result.stderr
         assert f"Streaming {len(text)} characters" in result.stdout  # CRLF kept: 2 characters each
-    finally:
-        server.terminate()
-        rest_of_stdout, stderr = server.communicate(timeout=10)
-    assert library_noise(rest_of_stdout + stderr) == []
-
-
-def _first_line(process: subprocess.Popen, seconds: float) -> str:
-    """The process's first stdout line, waited for with a deadline (not a sleep)."""
-    lines = []
-    reader = threading.Thread(target=lambda: lines.append(process.stdout.readline()), daemon=True)
-    reader.start()
-    reader.join(seconds)
-    assert lines, f"no output within {seconds} s"
-    return lines[0].strip()
+    assert library_noise(server.stdout + server.stderr) == []
 
 
 @pytest.mark.timeout(60)

@@ -6,14 +6,11 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import os
-import subprocess
-import sys
 import threading
 
 import pytest
 
-from conftest import ROOT, library_noise, load_script, run_script
+from conftest import library_noise, load_script, run_script, serve_script
 from llm_stubs import LLMStub, transcript_events, transcript_frames
 
 from streaming_kit import (StrictStreamingClient, StreamingAgent, chunk_text, redact_secrets, serve, text_message,
@@ -483,16 +480,9 @@ def test_an_answer_without_the_summary_chunk_says_what_happened(capsys):
 
 @pytest.mark.timeout(120)
 def test_serve_and_url_split_across_two_processes():
-    server = subprocess.Popen([sys.executable, str(ROOT / SCRIPT), "--serve", "--port", "0", "--fast"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-                              env={**os.environ, "NO_COLOR": "1"})
-    try:
-        first_line = server.stdout.readline()  # the contract: first line names the real address
-        assert first_line.startswith("Serving LLMBridgeAgent at http://127.0.0.1:"), first_line
-        result = run_script(SCRIPT, "--url", first_line.split()[-1], "--fast")
+    with serve_script(SCRIPT, "--fast") as server:  # the contract: its first line names the real address
+        assert server.name == "LLMBridgeAgent" and server.url.startswith("http://127.0.0.1:"), server.url
+        result = run_script(SCRIPT, "--url", server.url, "--fast")
         assert result.returncode == 0, result.stdout + result.stderr
         assert "fallback" in result.stdout and "[redacted key]" in result.stdout
-    finally:
-        server.terminate()
-        _, errors = server.communicate(timeout=20)
-    assert library_noise(errors) == []
+    assert library_noise(server.stderr) == []

@@ -2,12 +2,10 @@
 The kit's task protocol that 04 teaches is tested on an agent of its own in tests/kit/test_task_protocol.py."""
 import asyncio
 import json
-import subprocess
-import sys
 
 import pytest
 
-from conftest import ROOT, library_noise, load_script, run_script
+from conftest import library_noise, load_script, run_script, serve_script
 from examples_support import task_report
 from streaming_kit import TaskStreamingAgent, TaskUpdate, serve
 from python_a2a import A2AServer, Task, TaskState, TaskStatus
@@ -74,20 +72,13 @@ def test_bad_arguments_are_usage_errors(args, complaint):
 
 @pytest.mark.timeout(60)
 def test_serve_then_url_in_another_process(tmp_path):
-    server = subprocess.Popen([sys.executable, str(ROOT / SCRIPT), "--serve", "--port", "0"], cwd=ROOT,
-                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        first_line = server.stdout.readline()  # blocks until the server announces itself
-        assert first_line.startswith("Serving Report writer at http://127.0.0.1:"), first_line
-        served_at = first_line.split(" at ")[1].strip()
-        result, report = run_with_report(tmp_path, "--url", served_at, "--scenario", "cancel")
+    with serve_script(SCRIPT) as server:  # and SIGTERM stops it with exit status 0
+        assert server.name == "Report writer" and server.url.startswith("http://127.0.0.1:"), server.url
+        result, report = run_with_report(tmp_path, "--url", server.url, "--scenario", "cancel")
         assert result.returncode == 0, result.stdout + result.stderr
         (task,) = report["tasks"]
         assert (task["states"][-1], task["step"]) == ("canceled", 3)
-    finally:
-        server.terminate()
-        assert server.wait(timeout=10) == 0
-    assert library_noise(server.stdout.read() + server.stderr.read()) == []
+    assert library_noise(server.stdout + server.stderr) == []
 
 
 @pytest.mark.timeout(60)

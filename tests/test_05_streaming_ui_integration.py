@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, eventually, library_noise, load_script, run_script
+from conftest import ROOT, eventually, library_noise, load_script, run_script, serve_script
 
 SCRIPT = "05_streaming_ui_integration.py"
 ui = load_script(SCRIPT)
@@ -787,21 +787,14 @@ def test_a_page_under_a_foreign_host_name_is_refused_which_stops_dns_rebinding()
 # ---------------------------------------------------------------- --serve and --url
 @pytest.mark.timeout(60)
 def test_serve_prints_the_page_address_and_stops_cleanly_on_sigterm():
-    process = subprocess.Popen([sys.executable, str(ROOT / SCRIPT), "--serve", "--port", "0"], cwd=ROOT,
-                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, env={**os.environ, "NO_COLOR": "1"})
-    try:
-        first, second = process.stdout.readline(), process.stdout.readline()
-        match = re.fullmatch(r"Serving Streaming UI demo at (http://127\.0\.0\.1:\d+)\n", first)
-        assert match, first
-        assert second.startswith(f"Open the web UI: {match[1]}/ui")
-        status, page = call(f"{match[1]}/ui")
+    with serve_script(SCRIPT) as server:  # and SIGTERM stops it with exit status 0
+        assert server.name == "Streaming UI demo" and re.fullmatch(r"http://127\.0\.0\.1:\d+", server.url), server.url
+        assert eventually(lambda: len(server.stdout_lines) > 1), server.stdout
+        assert server.stdout_lines[1].startswith(f"Open the web UI: {server.url}/ui")
+        status, page = call(f"{server.url}/ui")
         assert status == 200 and 'id="pause"' in page
-    finally:
-        process.terminate()
-        out, err = process.communicate(timeout=20)
-    assert process.returncode == 0 and "Stopped." in out
-    assert library_noise(first + second + out + err) == [] and err == ""
+    assert "Stopped." in server.stdout
+    assert library_noise(server.stdout + server.stderr) == [] and server.stderr == ""
 
 
 @pytest.mark.timeout(30)

@@ -1,13 +1,10 @@
 """07_a2a_interop.py: the kit's agent to the official client, the official agent to the kit's client."""
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from a2a_rig import start_official_agent
-from conftest import ROOT, library_noise, run_script
+from conftest import library_noise, run_script, serve_script
 
 
 def run_07(tmp_path, *args):
@@ -49,16 +46,9 @@ def test_url_against_a_stream_without_a_terminal_state_fails_and_says_which_clie
 
 
 def test_serve_then_url_from_another_process(tmp_path):
-    server = subprocess.Popen([sys.executable, str(ROOT / "07_a2a_interop.py"), "--serve", "--port", "0", "--fast"],
-                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                              text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        first = server.stdout.readline()
-        assert first.startswith("Serving Interop agent at http://127.0.0.1:")
-        result, report = run_07(tmp_path, "--url", first.split(" at ")[1].strip())
-    finally:
-        server.terminate()
-        server.wait(timeout=15)
+    with serve_script("07_a2a_interop.py", "--fast") as server:
+        assert server.name == "Interop agent" and server.url.startswith("http://127.0.0.1:"), server.url
+        result, report = run_07(tmp_path, "--url", server.url)
     assert result.returncode == 0, result.stdout + result.stderr
     assert [row["protocol"] for row in report["rows"]] == ["1.0", "0.3", "python-a2a"]
 

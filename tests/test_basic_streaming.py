@@ -6,7 +6,7 @@ import sys
 import pytest
 
 import streaming_kit as kit
-from conftest import ROOT, library_noise, load_script, run_script
+from conftest import ROOT, library_noise, load_script, run_script, serve_script
 
 basic = load_script("basic_streaming.py")
 
@@ -84,20 +84,12 @@ def test_a_reader_that_goes_away_ends_the_demo_quietly():
 
 @pytest.mark.timeout(60)
 def test_serve_and_url_work_from_two_processes():
-    import sys
-    server = subprocess.Popen([sys.executable, "basic_streaming.py", "--serve", "--port", "0"], cwd=ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
-    try:
-        first_line = server.stdout.readline()  # blocks until the server says where it is
-        assert first_line.startswith("Serving Basic streaming agent at http://127.0.0.1:")
-        url = first_line.split(" at ")[1].strip()
-        client = run_script("basic_streaming.py", "--url", url)
+    with serve_script("basic_streaming.py") as server:  # and SIGTERM stops it with exit status 0
+        assert server.name == "Basic streaming agent" and server.url.startswith("http://127.0.0.1:"), server.url
+        client = run_script("basic_streaming.py", "--url", server.url)
         assert client.returncode == 0, client.stderr
         assert basic.ANSWER in client.stdout
-    finally:
-        server.terminate()
-        assert server.wait(10) == 0  # SIGTERM is a clean stop
-    assert "Stopped." in server.stdout.read()
+    assert "Stopped." in server.stdout
 
 
 @pytest.mark.parametrize("args, complaint", [

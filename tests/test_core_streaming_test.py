@@ -4,15 +4,12 @@ import json
 import os
 import subprocess
 import sys
-import threading
 
 import pytest
-from flask import Flask, Response
-from werkzeug.serving import make_server
 
 import streaming_kit as kit
 from a2a_rig import start_official_agent
-from conftest import ROOT, library_noise, load_script, run_script, stock_agent_class
+from conftest import library_noise, load_script, raw_sse_server, run_script, serve_script, stock_agent_class
 
 harness = load_script("core_streaming_test.py")
 
@@ -75,16 +72,9 @@ EXAMPLES = ["basic_streaming.py", "01_basic_streaming.py", "02_advanced_streamin
 
 @pytest.mark.parametrize("script", EXAMPLES)
 def test_url_mode_passes_against_every_example_agent(script):
-    server = subprocess.Popen([sys.executable, str(ROOT / script), "--serve", "--port", "0"], cwd=ROOT,
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True,
-                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        url = server.stdout.readline().split(" at ")[-1].strip()
-        assert url.startswith("http://127.0.0.1:"), url
-        result = run_script("core_streaming_test.py", "--url", url, "--runs", "1", timeout=300)
-    finally:
-        server.terminate()
-        server.wait(timeout=15)
+    with serve_script(script) as server:
+        assert server.url.startswith("http://127.0.0.1:"), server.url
+        result = run_script("core_streaming_test.py", "--url", server.url, "--runs", "1", timeout=300)
     assert result.returncode == 0, result.stdout
 
 
@@ -99,27 +89,12 @@ def test_url_mode_fails_against_stock_python_a2a_and_names_the_loss(delay):
     assert not checks["bad input gets 4xx"]["ok"] and "→ 500" in checks["bad input gets 4xx"]["detail"]
 
 
-def serve_raw_sse(events: list[str]):
-    """A server whose /stream answers with exactly these SSE events (to fake a gap)."""
-    app = Flask("raw")
-    app.add_url_rule("/stream", "stream", lambda: Response("".join(events), mimetype="text/event-stream"),
-                     methods=["POST"])
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
 def test_a_gap_in_the_middle_is_named_by_index():
     events = [f'data: {{"content": "c{i}", "index": {i}}}\n\n' for i in (0, 1, 3)]
     events.append('data: {"content": "", "index": 4, "lastChunk": true}\n\n')
-    server = serve_raw_sse(events)
-    try:
-        url = f"http://127.0.0.1:{server.server_port}"
+    with raw_sse_server("".join(events)) as url:
         with pytest.raises(harness.CheckFailed, match=r"chunk #3 arrived where #2 was due: chunk #2 lost"):
             asyncio.run(harness.check_streams_complete(url, "hi", runs=2))
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_unreachable_server_fails_every_check_with_a_reason():
@@ -141,13 +116,9 @@ def test_a_url_with_no_streaming_endpoint_fails_bad_input_instead_of_passing_on_
 
 
 def test_a_missing_agent_card_is_named_by_its_status_not_a_json_error():
-    server = serve_raw_sse([])  # a server with /stream only
-    try:
+    with raw_sse_server("") as url:  # a server with /stream only
         with pytest.raises(harness.CheckFailed, match="answered HTTP 404"):
-            asyncio.run(harness.check_agent_card(f"http://127.0.0.1:{server.server_port}"))
-    finally:
-        server.shutdown()
-        server.server_close()
+            asyncio.run(harness.check_agent_card(url))
 
 
 def test_lines_appear_as_each_check_ends_and_a_closed_pipe_ends_quietly():

@@ -5,13 +5,10 @@ client runs in its own process too (the two SDK generations cannot share one env
 """
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from a2a_rig import run_official_client
-from conftest import ROOT
+from conftest import serve_script
 
 SCRIPTS = ["basic_streaming.py", "01_basic_streaming.py", "02_advanced_streaming.py",
            "03_streaming_llm_integration.py", "04_task_based_streaming.py", "05_streaming_ui_integration.py",
@@ -22,16 +19,8 @@ CLIENTS = [("1.3", "1.0"), ("1.3", "0.3"), ("0.3", "0.3")]
 @pytest.fixture(scope="module", params=SCRIPTS)
 def served(request):
     """A script's agent, served by the script itself."""
-    process = subprocess.Popen([sys.executable, str(ROOT / request.param), "--serve", "--port", "0", "--fast"],
-                               cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
-    try:
-        first_line = process.stdout.readline()
-        assert first_line.startswith("Serving "), first_line + process.stderr.read()
-        yield request.param, first_line.rsplit(" at ", 1)[1].strip()
-    finally:
-        process.terminate()
-        process.wait(timeout=15)
+    with serve_script(request.param, "--fast") as server:
+        yield request.param, server.url
 
 
 def check_whole_stream(result: dict) -> None:
@@ -60,18 +49,11 @@ def test_official_client_streams_the_whole_answer(served, sdk, protocol):
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("sdk, protocol", CLIENTS, ids=["1.3.0 v1.0", "1.3.0 v0.3", "0.3.26"])
 def test_official_client_resubscribes_and_cancels_on_the_task_agent(sdk, protocol):
-    process = subprocess.Popen([sys.executable, str(ROOT / "04_task_based_streaming.py"), "--serve", "--port", "0"],
-                               cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
-    try:
-        url = process.stdout.readline().rsplit(" at ", 1)[1].strip()
-        resumed = run_official_client(url, sdk=sdk, protocol=protocol, text="Write a report.",
+    with serve_script("04_task_based_streaming.py") as server:
+        resumed = run_official_client(server.url, sdk=sdk, protocol=protocol, text="Write a report.",
                                       drop_after=1, resubscribe=True)
         check_whole_stream(resumed)
         assert any(e["source"] == "resubscribe" for e in resumed["events"])
-        canceled = run_official_client(url, sdk=sdk, protocol=protocol, text="Write a report.", cancel_after=1)
+        canceled = run_official_client(server.url, sdk=sdk, protocol=protocol, text="Write a report.", cancel_after=1)
         assert canceled["error"] is None and canceled["cancel"]["state"] == "canceled", canceled["cancel"]
         assert canceled["final_state"] == "canceled"
-    finally:
-        process.terminate()
-        process.wait(timeout=15)

@@ -12,7 +12,7 @@ from python_a2a import A2AConnectionError, A2AError, A2AStreamingError
 
 import streaming_kit as kit
 import examples_support
-from conftest import ROOT, eventually, stock_agent_class
+from conftest import ROOT, eventually, post_json, raw_sse_server, stock_agent_class
 
 
 class CountingAgent(kit.StreamingAgent):
@@ -166,21 +166,16 @@ BAD = [(b"{not json", 400), (b"[1]", 400), (b'"text"', 400), (b'{"message": 5}',
 @pytest.mark.parametrize("body, status", BAD, ids=[str(b[:30]) for b, _ in BAD])
 def test_bad_requests_get_a_json_4xx_and_the_server_keeps_serving(counting, body, status):
     _, url = counting
-    request = urllib.request.Request(f"{url}/stream", data=body, headers={"Content-Type": "application/json"})
-    with pytest.raises(urllib.error.HTTPError) as answer:
-        urllib.request.urlopen(request, timeout=10)
-    assert answer.value.code == status
-    assert "error" in __import__("json").loads(answer.value.read())
+    answered, _, reply = post_json(f"{url}/stream", body)
+    assert answered == status
+    assert "error" in reply
     expect_complete(url, 3)
 
 
 def test_bad_resume_point_is_refused(counting):
     _, url = counting
-    request = urllib.request.Request(f"{url}/stream", data=b'{"content": {"type": "text", "text": "1"}}',
-                                     headers={"Content-Type": "application/json", "Last-Event-ID": "abc"})
-    with pytest.raises(urllib.error.HTTPError) as answer:
-        urllib.request.urlopen(request, timeout=10)
-    assert answer.value.code == 400
+    status, _, _ = post_json(f"{url}/stream", b'{"content": {"type": "text", "text": "1"}}', {"Last-Event-ID": "abc"})
+    assert status == 400
 
 
 # ---------------------------------------------------------------- idle gaps and long streams
@@ -419,17 +414,6 @@ def test_streams_arriving_during_shutdown_are_refused_with_an_error(serving):
 
 
 # ---------------------------------------------------------------- the client checks what it receives
-def serve_raw_sse(body: str, mimetype: str = "text/event-stream", status: int = 200, path: str = "/stream"):
-    """A server whose `path` answers POSTs with exactly this body (SSE text unless told otherwise)."""
-    from flask import Flask, Response
-    from werkzeug.serving import make_server
-    app = Flask("raw")
-    app.add_url_rule(path, "stream", lambda: Response(body, status=status, mimetype=mimetype), methods=["POST"])
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
 @pytest.mark.parametrize("mimetype, status, path, client_path, message", [
     ("application/json", 200, "/stream", "", r"answered application/json, not text/event-stream"),
     ("text/html", 501, "/stream", "", r"HTTP 501 .*an HTML page, not an A2A answer$"),
@@ -437,13 +421,9 @@ def serve_raw_sse(body: str, mimetype: str = "text/event-stream", status: int = 
 ], ids=["JSON instead of a stream", "HTML at the base URL", "HTML under a path"])
 def test_a_server_that_does_not_stream_is_named_as_such_not_as_a_lost_tail(mimetype, status, path, client_path,
                                                                              message):
-    server = serve_raw_sse('{"hello": "world"}', mimetype, status, path)
-    try:
+    with raw_sse_server('{"hello": "world"}', mimetype, status, path) as url:
         with pytest.raises(A2AError, match=message):
-            asyncio.run(collect(f"http://127.0.0.1:{server.server_port}{client_path}", "hi"))
-    finally:
-        server.shutdown()
-        server.server_close()
+            asyncio.run(collect(f"{url}{client_path}", "hi"))
 
 
 def test_serve_on_an_ipv6_address_gives_a_usable_url():
@@ -473,28 +453,20 @@ def events(*chunks: dict) -> str:
     (events({"text": "unnumbered "}, {"lastChunk": True}), "unnumbered "),
 ], ids=["final event with text", "gap", "repeat", "unnumbered chunks"])
 def test_client_keeps_final_text_and_refuses_gaps_and_repeats(body, outcome):
-    server = serve_raw_sse(body)
-    try:
-        url = f"http://127.0.0.1:{server.server_port}"
+    with raw_sse_server(body) as url:
         try:
             text = "".join(kit.chunk_text(c) for c in asyncio.run(collect(url, "go")))
         except A2AStreamingError as error:
             text = str(error)
         assert text == outcome
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.mark.parametrize("last_id", ["--3", "-1", "\u00b9", "1.5", "0x10"])
 def test_odd_resume_points_get_400(counting, last_id):
     _, url = counting
-    request = urllib.request.Request(f"{url}/stream", data=b'{"content": {"type": "text", "text": "1"}}',
-                                     headers={"Content-Type": "application/json",
-                                              "Last-Event-ID": last_id.encode().decode("latin-1")})
-    with pytest.raises(urllib.error.HTTPError) as answer:
-        urllib.request.urlopen(request, timeout=10)
-    assert answer.value.code == 400
+    status, _, _ = post_json(f"{url}/stream", b'{"content": {"type": "text", "text": "1"}}',
+                             {"Last-Event-ID": last_id.encode().decode("latin-1")})
+    assert status == 400
 
 
 def test_oversized_body_without_a_length_gets_413(counting):

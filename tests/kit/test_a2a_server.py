@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import urllib.error
 import urllib.request
 
 import pytest
@@ -15,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import streaming_kit as kit
+from conftest import post_json, read_sse
 from google.protobuf.json_format import ParseDict
 from a2a.client.card_resolver import parse_agent_card
 from a2a.compat.v0_3 import types as v03
@@ -56,21 +56,6 @@ def slow_url(serving):
         yield base
 
 
-def post(url: str, body, headers: dict | None = None) -> tuple[int, str, bytes]:
-    data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method="POST",
-                                     headers={"Content-Type": "application/json", **(headers or {})})
-    try:
-        with urllib.request.urlopen(request, timeout=20) as response:
-            return response.status, response.headers.get("Content-Type", ""), response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.headers.get("Content-Type", ""), error.read()
-
-
-def sse_data(raw: bytes) -> list[dict]:
-    return [json.loads(line[6:]) for line in raw.decode().splitlines() if line.startswith("data: ")]
-
-
 def rpc(method: str, params: dict, rpc_id="r-1") -> dict:
     return {"jsonrpc": "2.0", "id": rpc_id, "method": method, "params": params}
 
@@ -86,16 +71,18 @@ def v10_message(text: str, **extra) -> dict:
 V10 = {"A2A-Version": "1.0"}
 
 
+def sse_data(url: str, body: dict, headers: dict | None = None) -> list[dict]:
+    """The data of each event of the SSE reply (read_sse checks it is one: HTTP 200, text/event-stream)."""
+    return [data for _, _, data in read_sse(url, body, headers)]
+
+
 def v10_stream(url: str, text: str) -> list[dict]:
-    status, kind, raw = post(url, rpc("SendStreamingMessage", {"message": v10_message(text)}), V10)
-    assert status == 200 and kind.startswith("text/event-stream"), raw
-    return [envelope["result"] for envelope in sse_data(raw)]
+    envelopes = sse_data(url, rpc("SendStreamingMessage", {"message": v10_message(text)}), V10)
+    return [envelope["result"] for envelope in envelopes]
 
 
 def v03_stream(url: str, text: str) -> list[dict]:
-    status, kind, raw = post(url, rpc("message/stream", {"message": v03_message(text)}))
-    assert status == 200 and kind.startswith("text/event-stream"), raw
-    envelopes = sse_data(raw)
+    envelopes = sse_data(url, rpc("message/stream", {"message": v03_message(text)}))
     for envelope in envelopes:  # the SDK's own v0.3 model of a stream response accepts each one
         v03.SendStreamingMessageSuccessResponse.model_validate(envelope)
     return [envelope["result"] for envelope in envelopes]
@@ -136,40 +123,29 @@ def test_an_agent_error_fails_the_task_with_the_reason(url, stream):
 
 
 def test_send_get_and_cancel_in_both_versions(url, slow_url):
-    status, _, raw = post(url, rpc("message/send", {"message": v03_message("hi")}))
-    task = v03.SendMessageSuccessResponse.model_validate_json(raw).result
+    status, _, reply = post_json(url, rpc("message/send", {"message": v03_message("hi")}))
+    task = v03.SendMessageSuccessResponse.model_validate(reply).result
     assert task.status.state.value == "completed" and task.artifacts[0].parts[0].root.text == "".join(TEXT_CHUNKS)
-    status, _, raw = post(url, rpc("GetTask", {"id": task.id}), V10)
-    ParseDict(json.loads(raw)["result"], v10.Task())
-    status, _, raw = post(slow_url, rpc("SendMessage", {"message": v10_message("go"),
-                                                        "configuration": {"returnImmediately": True}}), V10)
-    started = ParseDict(json.loads(raw)["result"], v10.SendMessageResponse()).task
+    status, _, reply = post_json(url, rpc("GetTask", {"id": task.id}), V10)
+    ParseDict(reply["result"], v10.Task())
+    status, _, reply = post_json(slow_url, rpc("SendMessage", {"message": v10_message("go"),
+                                                               "configuration": {"returnImmediately": True}}), V10)
+    started = ParseDict(reply["result"], v10.SendMessageResponse()).task
     assert started.status.state in (v10.TASK_STATE_SUBMITTED, v10.TASK_STATE_WORKING)
-    status, _, raw = post(slow_url, rpc("CancelTask", {"id": started.id}), V10)
-    assert ParseDict(json.loads(raw)["result"], v10.Task()).status.state == v10.TASK_STATE_CANCELED
-    status, _, raw = post(slow_url, rpc("tasks/cancel", {"id": started.id}))
-    assert json.loads(raw)["error"]["code"] == -32002  # a finished task cannot be canceled
+    status, _, reply = post_json(slow_url, rpc("CancelTask", {"id": started.id}), V10)
+    assert ParseDict(reply["result"], v10.Task()).status.state == v10.TASK_STATE_CANCELED
+    status, _, reply = post_json(slow_url, rpc("tasks/cancel", {"id": started.id}))
+    assert reply["error"]["code"] == -32002  # a finished task cannot be canceled
 
 
 def test_resubscribe_with_last_event_id_gets_exactly_the_rest(slow_url):
     """A client that hangs up after some events loses nothing: resubscribe from its last seq."""
-    body = rpc("message/stream", {"message": v03_message("go")})
-    request = urllib.request.Request(slow_url, data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
-    seen = []
-    with urllib.request.urlopen(request, timeout=20) as response:
-        last_id = None
-        for line in response:
-            line = line.decode().strip()
-            if line.startswith("id: "):
-                last_id = int(line[4:])
-            elif line.startswith("data: "):
-                seen.append(json.loads(line[6:])["result"])
-                if len(seen) == 6:
-                    break  # hang up mid-stream
+    first_six = read_sse(slow_url, rpc("message/stream", {"message": v03_message("go")}), stop_after=6)  # then hang up
+    seen = [data["result"] for _, _, data in first_six]
+    last_id = first_six[-1][1]
     task_id = seen[0]["id"]
-    status, _, raw = post(slow_url, rpc("tasks/resubscribe", {"id": task_id}), {"Last-Event-ID": str(last_id)})
-    rest = [e["result"] for e in sse_data(raw)]
+    resubscribe = rpc("tasks/resubscribe", {"id": task_id})
+    rest = [e["result"] for e in sse_data(slow_url, resubscribe, {"Last-Event-ID": last_id})]
     events = seen + rest
     pieces = [e for e in events if e["kind"] == "artifact-update"]
     assert "".join(p["artifact"]["parts"][0]["text"] for p in pieces) == "".join(f"w{i} " for i in range(40))
@@ -179,8 +155,7 @@ def test_resubscribe_with_last_event_id_gets_exactly_the_rest(slow_url):
 
 
 def v10_resubscribe_first(url: str, task_id: str) -> dict:
-    status, _, raw = post(url, rpc("SubscribeToTask", {"id": task_id}), V10)
-    return sse_data(raw)[0]["result"]
+    return sse_data(url, rpc("SubscribeToTask", {"id": task_id}), V10)[0]["result"]
 
 
 # ---------------------------------------------------------------- the card
@@ -212,9 +187,8 @@ def test_card_is_read_by_the_official_parser_with_both_interfaces(url):
     (json.dumps({"jsonrpc": "2.0", "id": {"an": "object"}, "method": "tasks/get", "params": {}}).encode(), {}, -32600),
 ])
 def test_bad_requests_get_json_rpc_errors_with_http_200(url, body, headers, code):
-    status, kind, raw = post(url, body, headers)
-    reply = json.loads(raw)
-    assert status == 200 and kind == "application/json", raw
+    status, answer_headers, reply = post_json(url, body, headers)
+    assert status == 200 and answer_headers["Content-Type"] == "application/json", reply
     assert reply["error"]["code"] == code, reply
     v03.JSONRPCErrorResponse.model_validate(reply)
 
@@ -227,8 +201,8 @@ def test_a_message_for_a_finished_task_is_an_error(url, version):
     else:
         task_id = v10_stream(url, "hi")[0]["task"]["id"]
         body, headers = rpc("SendStreamingMessage", {"message": v10_message("again", taskId=task_id)}), V10
-    status, _, raw = post(url, body, headers)
-    error = json.loads(raw)["error"]
+    status, _, reply = post_json(url, body, headers)
+    error = reply["error"]
     assert status == 200 and error["code"] == -32602 and "terminal state" in error["message"]
 
 
@@ -236,8 +210,8 @@ def test_python_a2a_clients_still_work(url):
     """python-a2a's own dialects are unchanged: /stream, POST / with a Message, tasks/sendSubscribe."""
     chunks = asyncio.run(collect(kit.StrictStreamingClient(url).stream_response("hi")))
     assert "".join(kit.chunk_text(c) for c in chunks) == "".join(TEXT_CHUNKS)
-    status, _, raw = post(url + "/", kit.text_message("hi").to_dict())
-    assert status == 200 and "".join(TEXT_CHUNKS) in raw.decode()
+    status, _, reply = post_json(url + "/", kit.text_message("hi").to_dict())
+    assert status == 200 and "".join(TEXT_CHUNKS) in json.dumps(reply)
     from python_a2a import Task
     task = Task(message=kit.text_message("hi").to_dict())
     updates = asyncio.run(collect(kit.TaskStreamingClient(url).tasks_send_subscribe(task)))
@@ -284,7 +258,5 @@ python_a2a_bodies = (st.fixed_dictionaries({"content": json_values}, optional={"
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=rpc_bodies | python_a2a_bodies | json_values, version=st.sampled_from([None, "0.3", "1.0", "9"]))
 def test_fuzzed_json_rpc_bodies_never_get_a_5xx(any_agent_url, body, version):
-    status, kind, raw = post(any_agent_url, json.dumps(body).encode(), {"A2A-Version": version} if version else {})
-    assert status < 500, raw
-    if kind == "application/json":
-        json.loads(raw)  # and the reply is valid JSON
+    status, _, reply = post_json(any_agent_url, body, {"A2A-Version": version} if version else {})
+    assert status < 500, reply  # and a JSON reply is valid JSON: post_json parses it

@@ -8,13 +8,12 @@ import resource
 import select
 import socket
 import threading
-import urllib.error
 import urllib.request
 
 import pytest
 
 import streaming_kit as kit
-from conftest import eventually
+from conftest import eventually, post_json
 
 
 def stream_request(text: str) -> bytes:
@@ -123,13 +122,10 @@ def test_past_the_bound_a_stream_is_refused_at_once_and_the_card_still_answers(s
     threads_before = threading.active_count()
     with serving(agent, max_streams=5) as url:
         parked = [open_stream(url, "1") for _ in range(5)]
-        request = urllib.request.Request(f"{url}/stream", data=stream_request("1").split(b"\r\n\r\n", 1)[1],
-                                         headers={"Content-Type": "application/json"})
-        with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(request, timeout=5)
-        assert refused.value.code == 503
-        assert refused.value.headers["Retry-After"] == str(kit.server.RETRY_AFTER_SECONDS)
-        assert "max_streams" in json.loads(refused.value.read())["error"]
+        status, headers, reply = post_json(f"{url}/stream", stream_request("1").split(b"\r\n\r\n", 1)[1])
+        assert status == 503
+        assert headers["Retry-After"] == str(kit.server.RETRY_AFTER_SECONDS)
+        assert "max_streams" in reply["error"]
         with urllib.request.urlopen(f"{url}/agent.json", timeout=5) as card:
             assert card.status == 200
         for sock in parked:

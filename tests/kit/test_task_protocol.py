@@ -11,13 +11,11 @@ import contextlib
 import json
 import threading
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 
 import streaming_kit as kit
-from conftest import eventually
+from conftest import eventually, post_json, read_sse
 from python_a2a import A2AError, A2AServer, StreamingClient, Task, TaskState
 
 WAITING, DONE = TaskState.WAITING, TaskState.COMPLETED
@@ -102,27 +100,9 @@ async def collect(updates) -> list:
     return [update async for update in updates]
 
 
-def post_json(url: str, body, headers=None) -> tuple[int, dict]:
-    data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json", **(headers or {})})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
-
-
 def sse_events(url: str, body: dict) -> list[tuple[str, dict]]:
-    """POST body and read the whole SSE reply: its (event name, data) pairs; comments skipped."""
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        blocks = response.read().decode().split("\n\n")
-    events = []
-    for block in blocks:
-        fields = dict(line.split(": ", 1) for line in block.splitlines() if not line.startswith(":"))
-        if "data" in fields:
-            events.append((fields.get("event", "message"), json.loads(fields["data"])))
-    return events
+    """POST body and read the whole SSE reply: its (event name, data) pairs."""
+    return [(event, data) for event, _, data in read_sse(url, body)]
 
 
 def raw_subscribe(url: str, request: str) -> list[tuple[str, dict]]:
@@ -354,10 +334,10 @@ def test_bad_task_requests_get_json_rpc_errors(url):
         (rpc("tasks/resubscribe", {"id": "missing"}), 200, -32001),
     ]
     for body, status, code in cases:
-        got_status, reply = post_json(stream, body)
+        got_status, _, reply = post_json(stream, body)
         assert got_status == status and "error" in reply, (body, got_status, reply)
         assert code is None or reply["error"]["code"] == code
-    assert post_json(stream, rpc("tasks/resubscribe", {"id": "x"}), {"Last-Event-ID": "abc"})[1]["error"]["code"] == -32602
+    assert post_json(stream, rpc("tasks/resubscribe", {"id": "x"}), {"Last-Event-ID": "abc"})[2]["error"]["code"] == -32602
     assert len(raw_subscribe(url, "still serving")) == 12
 
 
@@ -367,7 +347,7 @@ def test_resubscribe_after_an_update_never_sent_is_refused_not_silently_shortene
     task = new_task("report")
     assert len(asyncio.run(collect(kit.TaskStreamingClient(url).tasks_send_subscribe(task)))) == 12  # seqs 0-11
     body = {"jsonrpc": "2.0", "id": 1, "method": "tasks/resubscribe", "params": {"id": task.id}}
-    status, reply = post_json(f"{url}/tasks/stream", body, {"Last-Event-ID": last_seen})
+    status, _, reply = post_json(f"{url}/tasks/stream", body, {"Last-Event-ID": last_seen})
     assert status == 200 and reply["error"]["code"] == -32602, reply
     assert "Last-Event-ID" in reply["error"]["message"]
     assert last_seen.startswith("-") or "updates 0-11 have been sent" in reply["error"]["message"]
@@ -424,9 +404,9 @@ def test_v03_message_stream_speaks_the_current_protocol(url):
 
 @pytest.mark.timeout(30)
 def test_v03_cancel_and_other_root_posts(url):
-    status, reply = post_json(f"{url}/", {"jsonrpc": "2.0", "id": 2, "method": "tasks/cancel", "params": {"id": "nope"}})
+    status, _, reply = post_json(f"{url}/", {"jsonrpc": "2.0", "id": 2, "method": "tasks/cancel", "params": {"id": "nope"}})
     assert status == 200 and reply["error"]["code"] == -32001
-    status, reply = post_json(f"{url}/a2a", {"jsonrpc": "2.0", "id": 3, "method": "message/stream", "params": {}})
+    status, _, reply = post_json(f"{url}/a2a", {"jsonrpc": "2.0", "id": 3, "method": "message/stream", "params": {}})
     assert status == 200 and reply["error"]["code"] == -32602
-    status, reply = post_json(f"{url}/", kit.text_message("report").to_dict())  # plain python-a2a message: as before
+    status, _, reply = post_json(f"{url}/", kit.text_message("report").to_dict())  # plain python-a2a message: as before
     assert status == 200 and REPORT in json.dumps(reply)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
 import socket
 import threading
@@ -10,7 +9,7 @@ import threading
 import pytest
 
 import streaming_kit as kit
-from conftest import eventually
+from conftest import eventually, post_json
 from streaming_kit.tasks import MemoryTaskLog
 
 
@@ -45,11 +44,8 @@ def send_subscribe(port: int, text: str) -> socket.socket:
     return sock
 
 
-def rpc(port: int, method: str, params: dict) -> dict:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    connection.request("POST", "/", json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}),
-                       {"Content-Type": "application/json"})
-    return json.loads(connection.getresponse().read())
+def rpc(url: str, method: str, params: dict) -> dict:
+    return post_json(f"{url}/", {"jsonrpc": "2.0", "id": 1, "method": method, "params": params})[2]
 
 
 @pytest.mark.timeout(60)
@@ -76,14 +72,12 @@ def test_running_tasks_are_bounded_with_503_and_retry_after():
     with kit.serve(agent) as url:
         port = int(url.rsplit(":", 1)[1])
         connections = [send_subscribe(port, f"task {i}") for i in range(3)]
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         body = {"jsonrpc": "2.0", "id": 9, "method": "message/send",
                 "params": {"message": {"kind": "message", "messageId": "m", "role": "user",
                                        "parts": [{"kind": "text", "text": "one too many"}]}}}
-        connection.request("POST", "/", json.dumps(body), {"Content-Type": "application/json"})
-        refused = connection.getresponse()
-        assert refused.status == 503 and refused.getheader("Retry-After") == "1"
-        assert "busy" in json.loads(refused.read())["error"]["message"]
+        status, headers, reply = post_json(f"{url}/", body)
+        assert status == 503 and headers["Retry-After"] == "1"
+        assert "busy" in reply["error"]["message"]
         for c in connections:
             c.close()
         agent.close_streams("test over")
@@ -94,16 +88,15 @@ def test_finished_tasks_are_kept_bounded_then_answer_task_not_found():
     agent = Quick()
     agent.task_log = MemoryTaskLog(max_finished=5)
     with kit.serve(agent) as url:
-        port = int(url.rsplit(":", 1)[1])
         ids = []
         for i in range(12):
-            reply = rpc(port, "message/send", {"message": {"kind": "message", "messageId": f"m{i}", "role": "user",
+            reply = rpc(url, "message/send", {"message": {"kind": "message", "messageId": f"m{i}", "role": "user",
                                                            "parts": [{"kind": "text", "text": "x" * 1000}]}})
             ids.append(reply["result"]["id"])
-        assert all("result" in rpc(port, "tasks/get", {"id": task_id}) for task_id in ids[-5:])
-        expired = rpc(port, "tasks/get", {"id": ids[0]})
+        assert all("result" in rpc(url, "tasks/get", {"id": task_id}) for task_id in ids[-5:])
+        expired = rpc(url, "tasks/get", {"id": ids[0]})
         assert expired["error"]["code"] == -32001 and "expired" in expired["error"]["message"]
-        resubscribe = rpc(port, "tasks/resubscribe", {"id": ids[0]})
+        resubscribe = rpc(url, "tasks/resubscribe", {"id": ids[0]})
         assert resubscribe["error"]["code"] == -32001
 
 
