@@ -7,7 +7,6 @@ import contextlib
 import contextvars
 import json
 import os
-import re
 import select
 import socket
 import threading
@@ -17,7 +16,7 @@ from typing import Any, AsyncIterator, Callable, Iterable, Iterator, Optional
 
 from .patches import a2a_http, replace_view
 from .guard import JSONErrors, install_guard, parse_json_body
-from .messages import RequestProblem, _sse, chunk_text, parse_stream_request
+from .messages import RequestProblem, _sse, chunk_text, parse_last_event_id, parse_stream_request
 from flask import Response, jsonify, request
 from werkzeug.exceptions import ClientDisconnected
 from werkzeug.serving import WSGIRequestHandler, make_server
@@ -496,11 +495,7 @@ def problem_response(problem: RequestProblem):
 
 def last_event_id() -> Optional[int]:
     """The request's Last-Event-ID as a number (None when absent); RequestProblem(400) if not one."""
-    value = request.headers.get("Last-Event-ID", "").strip()
-    # no sign, ASCII digits only ("²" passes str.isdigit), at most 18 (int() of 4,301+ digits raises)
-    if value and not re.fullmatch(r"[0-9]{1,18}", value):
-        raise RequestProblem(400, "Last-Event-ID must be the number of the last event received")
-    return int(value) if value else None
+    return parse_last_event_id(request.headers.get("Last-Event-ID"))  # the same rule on both serving paths
 
 
 # ---------------------------------------------------------------- serving
