@@ -126,6 +126,12 @@ def boundary_refusal(agent: Any, host: str, port: str, origin: Optional[str]) ->
     return None
 
 
+def is_json_type(content_type: Optional[str]) -> bool:
+    """application/json or application/...+json, parameters aside: Flask's request.is_json, framework-free."""
+    mimetype = (content_type or "").split(";")[0].strip().lower()
+    return mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))
+
+
 def cors_headers(agent: Any, origin: Optional[str]) -> dict:
     """The CORS headers for a listed origin (for that origin only), else none at all."""
     if not origin or not _origin_listed(agent, origin):
