@@ -27,7 +27,7 @@ import threading
 import weakref
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, Optional
 
-from .guard import boundary_refusal, cors_headers, is_json_type, parse_json_body
+from .guard import MAX_LINE_BYTES, boundary_refusal, cors_headers, head_refusal, is_json_type, parse_json_body
 from .messages import RequestProblem, _sse, chunk_text, parse_last_event_id, parse_stream_request
 from .patches import a2a_http
 from .rpc import CARD_PATHS, SSE_HEADERS, A2ARequests, Reply
@@ -204,9 +204,10 @@ class ASGIApp:
             return
         self.engine.adopt_running_loop()  # tasks run on this server's loop: no thread, no hop
         origin = _header(scope, "origin")
-        refused = boundary_refusal(self.agent, _header(scope, "host") or "", str((scope.get("server") or ("", ""))[1]),
-                                   origin)
-        if refused:  # a foreign Host (DNS rebinding) or a web page on another origin
+        refused = head_refusal(len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b""),
+                               [len(k) + len(v) + 2 for k, v in scope["headers"]]) or \
+            boundary_refusal(self.agent, _header(scope, "host") or "", str((scope.get("server") or ("", ""))[1]), origin)
+        if refused:  # an oversized head, a foreign Host (DNS rebinding) or a web page on another origin
             return await _send_json(send, refused[0], {"error": refused[1]})
         served = "{}:{}".format(*(scope.get("server") or ("", "")))
         own_send = _with_headers(send, {**cors_headers(self.agent, origin), **self.agent.response_headers(served)})
@@ -216,6 +217,10 @@ class ASGIApp:
         if _declares_body(scope) and not is_json_type(_header(scope, "content-type")):
             # text/plain and forms need no CORS preflight: a web page could send them
             return await _send_json(own_send, 415, {"error": "send the body as JSON, with Content-Type: application/json"})
+        if _declared_length(scope) > self.agent.max_body_bytes:  # before any endpoint, as the Flask guard does
+            with contextlib.suppress(RequestProblem):
+                await self._read_body(receive, scope)  # read off (up to a bound), so the client hears the 413
+            return await _send_json(own_send, 413, {"error": f"request body over {self.agent.max_body_bytes} bytes"})
         handler = self.routes.get((scope["method"], scope["path"]))
         if handler is None:
             return await self._fallback(scope, receive, send, own_send)
@@ -333,8 +338,7 @@ class ASGIApp:
     async def _read_body(self, receive: Receive, scope: dict) -> bytes:
         """The request's body; RequestProblem 413 past max_body_bytes (also without a length)."""
         limit = self.agent.max_body_bytes
-        declared = _header(scope, "content-length")
-        if declared and declared.isdigit() and int(declared) > 16 * limit:  # too much even to read off
+        if _declared_length(scope) > 16 * limit:  # too much even to read off
             raise RequestProblem(413, f"request body over {limit} bytes")
         raw, received = bytearray(), 0
         while True:
@@ -360,10 +364,14 @@ class ASGIApp:
             return b"", problem
 
 
+def _declared_length(scope: dict) -> int:
+    length = _header(scope, "content-length") or ""
+    return int(length) if length.isdigit() else 0
+
+
 def _declares_body(scope: dict) -> bool:
     """Whether the request says a body follows (a length above 0, or chunked), as the Flask guard asks."""
-    length = _header(scope, "content-length")
-    return (length not in (None, "", "0")) or "chunked" in (_header(scope, "transfer-encoding") or "").lower()
+    return _declared_length(scope) > 0 or "chunked" in (_header(scope, "transfer-encoding") or "").lower()
 
 
 def _with_whole_body(scope: dict, raw: bytes) -> dict:
@@ -506,7 +514,8 @@ def serve_asgi(agent: StreamingAgent, host: str = "127.0.0.1", port: int = 0, *,
     if max_streams is not None:
         agent.max_streams = max_streams
     config = uvicorn.Config(asgi_app(agent), log_config=None, log_level="warning", access_log=False,
-                            lifespan="on", timeout_keep_alive=5)
+                            lifespan="on", timeout_keep_alive=5,  # a head up to the guard's limits reaches it whole:
+                            h11_max_incomplete_event_size=2 * MAX_LINE_BYTES + 1024)  # then 414/431 JSON, not text
     server = uvicorn.Server(config)
 
     async def run() -> None:

@@ -1,11 +1,16 @@
 """The asyncio serving path's own parts (streaming_kit/asgi.py): hang-ups uvicorn alone misses,
-the server's resources, and an agent cancelled from inside. The guarantees both paths share are
-checked on both in test_streaming_kit.py, test_server_runtime.py and test_a2a_server.py."""
+the server's resources, an agent cancelled from inside, and python-a2a's other routes, which
+serve_asgi answers through the agent's own Flask app. The guarantees both paths share are checked
+on both in test_streaming_kit.py, test_server_runtime.py, test_a2a_server.py, test_guard.py and
+test_metrics.py."""
 import asyncio
+import json
 import os
 import select
 import socket
 import threading
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -86,3 +91,68 @@ def test_an_agent_cancelled_from_inside_ends_with_an_error_not_as_complete(servi
         outcome = asyncio.run(stream_outcome(url))
     assert outcome["texts"] == ["first "]
     assert outcome["error"] and "cancelled" in outcome["error"]
+
+
+# ---------------------------------------------------------------- every route of the agent's Flask app
+class WithOwnRoutes(kit.StreamingAgent):
+    """Adds a GET and a POST route of its own; notes the loop each of its runs is on."""
+
+    def __init__(self):
+        super().__init__()
+        self.loops = set()
+
+    async def stream_response(self, message):
+        self.loops.add(asyncio.get_running_loop())
+        yield "one "
+        yield "two"
+
+    def setup_routes(self, app) -> None:
+        super().setup_routes(app)
+        from flask import request
+        app.add_url_rule("/hello", "hello", lambda: {"hello": "from setup_routes"})
+        app.add_url_rule("/echo", "echo", lambda: {"echo": request.get_json()}, methods=["POST"])
+
+
+def call(url: str, path: str, body=None) -> tuple[int, str, dict]:
+    """GET (or POST JSON) path: (status, content type, JSON reply)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url + path, data, {"Content-Type": "application/json"} if data else {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, answer.headers["Content-Type"], json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers["Content-Type"], json.loads(error.read())
+
+
+USER_MESSAGE = {"role": "user", "content": {"type": "text", "text": "hi"}}
+
+
+def test_python_a2a_routes_and_setup_routes_own_are_answered_on_both_paths(serving):
+    """serve_asgi used to answer 404 to all of these; a conversation on POST / was a 500."""
+    with serving(WithOwnRoutes()) as url:
+        assert call(url, "/a2a/health") == (200, "application/json", {"status": "ok"})
+        assert call(url, "/a2a/metadata")[2]["agent_name"] == "WithOwnRoutes"
+        for path in ("/tasks/send", "/a2a/tasks/send"):
+            task_id = f"t{path.count('/')}"
+            send = {"jsonrpc": "2.0", "id": 1, "method": "tasks/send", "params": {"id": task_id, "message": USER_MESSAGE}}
+            status, _, reply = call(url, path, send)
+            assert status == 200 and reply["result"]["artifacts"][0]["parts"][0]["text"] == "one two", reply
+            get = {"jsonrpc": "2.0", "id": 2, "method": "tasks/get", "params": {"id": task_id}}  # python-a2a's own task
+            assert call(url, "/tasks/get", get)[2]["result"]["status"]["state"] == "completed"
+        status, _, reply = call(url, "/", {"messages": [USER_MESSAGE], "conversation_id": "c1"})
+        assert status == 200 and reply["messages"][-1]["parts"][0]["text"] == "one two", reply
+        assert call(url, "/hello") == (200, "application/json", {"hello": "from setup_routes"})
+        assert call(url, "/echo", {"a": [1, 2]}) == (200, "application/json", {"echo": {"a": [1, 2]}})
+        status, kind, reply = call(url, "/echo", {"a": 1, "padding": "x" * (2 << 20)})  # the same guard
+        assert (status, kind) == (413, "application/json") and "over" in reply["error"]
+
+
+def test_a_non_streaming_answer_runs_on_the_loop_that_runs_the_agents_streams(serving):
+    """So a client the agent keeps (made on first use, bound to its loop) serves both; under ASGI
+    python-a2a's /tasks/send ran the agent on the kit's other loop."""
+    agent = WithOwnRoutes()
+    with serving(agent) as url:
+        asyncio.run(stream_outcome(url))
+        send = {"jsonrpc": "2.0", "id": 1, "method": "tasks/send", "params": {"id": "t1", "message": USER_MESSAGE}}
+        assert call(url, "/tasks/send", send)[0] == 200
+    assert len(agent.loops) == 1
