@@ -22,11 +22,11 @@ from test_server_runtime import GatedAgent, open_stream
 linux_only = pytest.mark.skipif(not hasattr(select, "EPOLLRDHUP"), reason="the hang-up watch needs EPOLLRDHUP")
 
 
-def own_uvicorn(agent, protocol):
-    """The agent's ASGI app under a uvicorn the user runs (not serve_asgi), in a background thread."""
+def own_uvicorn(app, protocol):
+    """An agent's ASGI app under a uvicorn the user runs (not serve_asgi), in a background thread."""
     import uvicorn
     listener = socket.create_server(("127.0.0.1", 0))
-    config = uvicorn.Config(asgi_app(agent), log_config=None, log_level="warning", http=protocol)
+    config = uvicorn.Config(app, log_config=None, log_level="warning", http=protocol)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=asyncio.run, args=(server.serve(sockets=[listener]),), daemon=True)
     thread.start()
@@ -38,7 +38,7 @@ def own_uvicorn(agent, protocol):
 @pytest.mark.timeout(30)
 def test_under_ones_own_uvicorn_the_protocol_notices_a_hang_up_after_a_stray_byte():
     agent = GatedAgent()  # parked at its gate: idle until the client leaves
-    server, thread, url = own_uvicorn(agent, h11_watching_hangups())
+    server, thread, url = own_uvicorn(asgi_app(agent), h11_watching_hangups())
     try:
         sock = open_stream(url, "1")
         sock.sendall(b"x")  # uvicorn stops reading this connection: only the watch sees the close
@@ -156,3 +156,24 @@ def test_a_non_streaming_answer_runs_on_the_loop_that_runs_the_agents_streams(se
         send = {"jsonrpc": "2.0", "id": 1, "method": "tasks/send", "params": {"id": "t1", "message": USER_MESSAGE}}
         assert call(url, "/tasks/send", send)[0] == 200
     assert len(agent.loops) == 1
+
+
+def test_what_the_guard_refuses_never_reaches_the_flask_app():
+    """The ASGI app's checks come first: a refused request costs none of the bridge's threads
+    (the bridge to the Flask app is made for the first request handed to it)."""
+    from test_guard import TASK, exchange, post
+    app = asgi_app(WithOwnRoutes())
+    server, thread, url = own_uvicorn(app, h11_watching_hangups())
+    try:
+        assert post(url, "/tasks/send", TASK, extra="Origin: http://evil.example")[0] == 403
+        assert exchange(url, "GET /a2a/health HTTP/1.0", host="rebound.example")[0] == 421
+        assert post(url, "/tasks/send", TASK, "text/plain")[0] == 415
+        assert exchange(url, f"POST /tasks/send HTTP/1.0\r\nContent-Type: application/json\r\n"
+                             f"Content-Length: {200 << 20}")[0] == 413
+        assert exchange(url, f"GET /{'a' * 70_000} HTTP/1.0")[0] == 414
+        assert app._bridge is None, "a refused request was handed to the Flask app"
+        assert exchange(url, "GET /a2a/health HTTP/1.0")[0] == 200
+        assert app._bridge is not None  # what the check above relies on
+    finally:
+        server.should_exit = True
+        thread.join(10)
