@@ -21,6 +21,7 @@ import collections
 import contextlib
 import contextvars
 import json
+import os
 import select
 import socket
 import threading
@@ -322,7 +323,7 @@ class ASGIApp:
     async def _send_reply(self, scope: dict, receive: Receive, send: Send, reply: Reply, raw: bytes,
                           stream_kind: str = "a2a") -> None:
         if reply.python_a2a:  # python-a2a's own message, conversation or task: its own view answers, as on serve()
-            return await self._flask(scope, raw, receive, send.plain)
+            return await self._flask(scope, raw, receive, getattr(send, "plain", send))
         if reply.stream is None:
             return await _send_json(send, reply.status, reply.body, reply.headers)
         await _send_sse(send, receive, self._metered(reply.stream, stream_kind))
@@ -404,10 +405,12 @@ async def joined_text(agent: StreamingAgent, message: Message) -> str:
 
 def _with_headers(send: Send, headers: dict) -> Send:
     """send, adding headers to the response's start; .plain is send itself (for the Flask app, which adds its own)."""
+    if not headers:
+        return send  # no extra call per chunk
     extra = [(k.lower().encode(), str(v).encode()) for k, v in headers.items()]
 
     async def sending(message: dict) -> None:
-        if extra and message["type"] == "http.response.start":
+        if message["type"] == "http.response.start":
             message = {**message, "headers": [*message.get("headers", []), *extra]}
         await send(message)
     sending.plain = send
@@ -499,14 +502,29 @@ def h11_watching_hangups(hangups: Optional[_HangupWatch] = None) -> type:
     return H11WatchingHangups
 
 
+def _tcp_listener(host: str, port: int, backlog: int) -> socket.socket:
+    """A listening socket of protocol IPPROTO_TCP: asyncio sets TCP_NODELAY only on connections of such
+    a socket (socket.create_server's says 0), and without it every response on a kept-alive connection
+    waited ~40 ms (Nagle's algorithm holding its body for the client's delayed ACK of its headers)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        if os.name == "posix":  # as socket.create_server does: a restarted server rebinds at once
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 @contextlib.contextmanager
 def serve_asgi(agent: StreamingAgent, host: str = "127.0.0.1", port: int = 0, *,
                max_streams: Optional[int] = None) -> Iterator[str]:
     """Like serve(), on uvicorn in a background thread: yields the base URL; port 0 picks a free port.
     max_streams sets the agent's bound on concurrent streams (503 past it), as serve()'s does."""
     import uvicorn
-    listener = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET,
-                                    backlog=2048)
+    listener = _tcp_listener(host, port, backlog=2048)
     url = f"http://[{host}]:{listener.getsockname()[1]}" if ":" in host else f"http://{host}:{listener.getsockname()[1]}"
     if hasattr(agent, "agent_card"):
         agent.agent_card.url = url

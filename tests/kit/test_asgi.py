@@ -177,3 +177,28 @@ def test_what_the_guard_refuses_never_reaches_the_flask_app():
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@pytest.mark.parametrize("make_listener", ["serve_asgi's", "socket.create_server"])
+def test_serve_asgis_connections_send_without_nagles_delay(make_listener):
+    """asyncio sets TCP_NODELAY only on connections of an IPPROTO_TCP socket; serve_asgi used
+    socket.create_server's (protocol 0), and each response on a kept-alive connection waited ~40 ms."""
+    from streaming_kit.asgi import _tcp_listener
+    listener = _tcp_listener("127.0.0.1", 0, 8) if make_listener == "serve_asgi's" else socket.create_server(("127.0.0.1", 0))
+
+    async def nodelay_of_one_connection() -> int:
+        accepted = asyncio.get_running_loop().create_future()
+
+        class Note(asyncio.Protocol):
+            def connection_made(self, transport):
+                accepted.set_result(transport.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+                transport.close()
+        server = await asyncio.get_running_loop().create_server(Note, sock=listener)
+        async with server:
+            _, writer = await asyncio.open_connection(*listener.getsockname())
+            try:
+                return await asyncio.wait_for(accepted, 10)
+            finally:
+                writer.close()
+    nodelay = asyncio.run(nodelay_of_one_connection())
+    assert bool(nodelay) == (make_listener == "serve_asgi's")  # the other case shows what the check sees
