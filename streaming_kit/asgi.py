@@ -205,13 +205,13 @@ class ASGIApp:
             return
         self.engine.adopt_running_loop()  # tasks run on this server's loop: no thread, no hop
         origin = _header(scope, "origin")
-        refused = head_refusal(len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b""),
-                               [len(k) + len(v) + 2 for k, v in scope["headers"]]) or \
-            boundary_refusal(self.agent, _header(scope, "host") or "", str((scope.get("server") or ("", ""))[1]), origin)
+        address, port = scope.get("server") or ("", "")
+        # CORS headers only for a listed origin; the Flask app adds its own to what it answers
+        extra = {**cors_headers(self.agent, origin), **self.agent.response_headers(f"{address}:{port}")}
+        own_send = _with_headers(send, extra)
+        refused = _head_refusal(scope) or boundary_refusal(self.agent, _header(scope, "host") or "", str(port), origin)
         if refused:  # an oversized head, a foreign Host (DNS rebinding) or a web page on another origin
-            return await _send_json(send, refused[0], {"error": refused[1]})
-        served = "{}:{}".format(*(scope.get("server") or ("", "")))
-        own_send = _with_headers(send, {**cors_headers(self.agent, origin), **self.agent.response_headers(served)})
+            return await _send_json(own_send, refused[0], {"error": refused[1]})
         if scope["method"] == "OPTIONS":  # a CORS preflight that got this far is from a listed origin
             await own_send({"type": "http.response.start", "status": 204, "headers": []})
             return await own_send({"type": "http.response.body", "body": b""})
@@ -363,6 +363,12 @@ class ASGIApp:
             return raw, parse_json_body(raw)
         except RequestProblem as problem:
             return b"", problem
+
+
+def _head_refusal(scope: dict) -> Optional[tuple[int, str]]:
+    """414/431 past http.server's limits, which serve() applies and uvicorn does not."""
+    target = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+    return head_refusal(target, [len(name) + len(value) + 2 for name, value in scope["headers"]])
 
 
 def _declared_length(scope: dict) -> int:
