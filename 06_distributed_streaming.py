@@ -36,7 +36,6 @@ from dataclasses import dataclass, field
 from typing import AsyncIterator, Callable, Optional
 
 import aiohttp
-from flask import request
 from examples_support import cluster, demo_parser, seconds_arg
 from examples_support.cluster import serve_replica
 from python_a2a import A2AConnectionError, A2AResponseError, Message
@@ -68,14 +67,8 @@ class WanderingAgent(StreamingAgent):
             await asyncio.sleep(self.chunk_delay)
             yield f"{index:02d} " + " ".join(random.choices(WORDS, k=3)) + "\n"
 
-    def setup_routes(self, app) -> None:
-        super().setup_routes(app)
-        app.after_request(say_who_served)
-
-
-def say_who_served(response):
-    response.headers[SERVED_BY] = f"{request.environ['SERVER_NAME']}:{request.environ['SERVER_PORT']}"
-    return response
+    def response_headers(self, served: str) -> dict:
+        return {SERVED_BY: served}  # on every response, whichever server runs the replica
 
 
 def replica(redis_url: Optional[str], fast: bool = False, proxy_hosts: tuple = ()) -> WanderingAgent:

@@ -19,7 +19,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Iterable, Optional
 
-from streaming_kit import quiet, serve
+from streaming_kit import StreamingAgent, quiet, serve, serve_asgi
 from streaming_kit.guard import normalise_origin
 from python_a2a import A2AConnectionError, A2AError, A2AServer
 
@@ -28,11 +28,21 @@ def _interrupt(*_: Any) -> None:
     raise KeyboardInterrupt
 
 
+def serving_for(agent: A2AServer) -> Callable:
+    """How `--serve` serves an agent: serve_asgi (one event loop, no thread per stream) for a kit agent
+    that adds no Flask routes of its own; serve() otherwise. Routes added in setup_routes (05's
+    session streams) would reach the ASGI app only through a thread pool that cannot notice a client
+    hanging up on a stream, and the Flask hooks such an override adds miss the routes asgi.py answers."""
+    if isinstance(agent, StreamingAgent) and type(agent).setup_routes is StreamingAgent.setup_routes:
+        return serve_asgi
+    return serve
+
+
 def serve_until_interrupted(agent: A2AServer, host: str, port: int, extra_lines: Iterable[str] = ()) -> int:
     """`--serve`: print the address (then extra_lines, "{url}" filled in), serve until Ctrl-C or SIGTERM."""
     signal.signal(signal.SIGTERM, _interrupt)
     try:  # around everything: a signal right after the "Serving" line must not escape
-        with serve(agent, host, port) as url:
+        with serving_for(agent)(agent, host, port) as url:
             print(f"Serving {agent.agent_card.name} at {url}", flush=True)
             for line in extra_lines:
                 print(line.format(url=url), flush=True)

@@ -5,8 +5,11 @@
 
 No threads per stream: each stream is one task on the server's loop, so thousands of slow streams
 cost little. Served here: /stream (python-a2a's dialect, lossless), A2A JSON-RPC v0.3/v1.0 on POST /
-and /a2a, python-a2a's task endpoints, and the agent card (streaming_kit/rpc.py answers them all).
-python-a2a's other Flask routes stay on the WSGI path (serve(), gunicorn).
+and /a2a, python-a2a's task endpoints, the agent card (streaming_kit/rpc.py answers them all) and
+/metrics. Every other route (python-a2a's /tasks/send, /a2a/health ..., and those a subclass adds in
+setup_routes) is answered by the agent's own Flask app through a2wsgi's thread pool, after the same
+checks; a streaming view of one's own served that way holds a thread and misses hang-ups: serve()
+such an agent (or gunicorn).
 
 Under your own uvicorn, uvicorn.run(app, http=h11_watching_hangups()) (Linux): uvicorn stops reading a
 connection when bytes follow a request and then misses the client hanging up (serve_asgi does this).
@@ -18,17 +21,19 @@ import collections
 import contextlib
 import contextvars
 import json
+import os
 import select
 import socket
 import threading
 import weakref
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, Optional
 
-from .guard import boundary_refusal, cors_headers, parse_json_body
+from .guard import MAX_LINE_BYTES, boundary_refusal, cors_headers, head_refusal, is_json_type, parse_json_body
 from .messages import RequestProblem, _sse, chunk_text, parse_last_event_id, parse_stream_request
+from .patches import a2a_http
 from .rpc import CARD_PATHS, SSE_HEADERS, A2ARequests, Reply
 from .server import HANDOFF_CHUNKS, HANGUP, StreamingAgent, _HangupWatch, frame_chunks
-from python_a2a import Message, MessageRole, TextContent
+from python_a2a import Message
 
 Send = Callable[[dict], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict]]
@@ -158,13 +163,28 @@ class _Stream:
             await asyncio.wait(pending)
 
 
+# Threads of the bridge to the agent's Flask app (python-a2a's other routes, setup_routes' own).
+# Those answers are short, except python-a2a's non-streaming calls (tasks/send, a message on POST /),
+# which hold a thread until the agent's whole answer is in: 32 run at once, more wait their turn in
+# the pool's queue instead of costing a thread each. Threads start on demand: an agent never asked
+# such a request starts none. Every stream is served natively and costs no thread.
+FALLBACK_THREADS = 32
+
+
 class ASGIApp:
-    """A StreamingAgent as an ASGI 3 application."""
+    """A StreamingAgent as an ASGI 3 application.
+
+    Its streams, the A2A JSON-RPC methods, the card and /metrics are answered here, on the loop;
+    any other (method, path) by the agent's own Flask app (python-a2a's routes, and any a subclass
+    adds in setup_routes) through a2wsgi's thread pool, after this app's own checks.
+    """
 
     def __init__(self, agent: StreamingAgent):
         self.agent = agent
         self.requests = A2ARequests(agent)
         self.engine = self.requests.engine
+        self.flask_app = a2a_http.create_flask_app(agent)  # with the kit's guard: setup_routes installs it
+        self._bridge: Optional[Callable] = None  # a2wsgi's, made on first use
         self.routes: dict[tuple[str, str], Callable] = {("POST", "/stream"): self._stream}
         for path in ("/", "/a2a"):
             self.routes[("POST", path)] = self._rpc
@@ -175,6 +195,8 @@ class ASGIApp:
                 self.routes[("POST", path)] = self._python_a2a_task(f"tasks/{method}")
         for path in CARD_PATHS:
             self.routes[("GET", path)] = self._card
+        if agent.metrics:
+            self.routes[("GET", "/metrics")] = self._metrics
 
     async def __call__(self, scope: dict, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -183,24 +205,27 @@ class ASGIApp:
             return
         self.engine.adopt_running_loop()  # tasks run on this server's loop: no thread, no hop
         origin = _header(scope, "origin")
-        refused = boundary_refusal(self.agent, _header(scope, "host") or "", str((scope.get("server") or ("", ""))[1]),
-                                   origin)
-        if refused:  # a foreign Host (DNS rebinding) or a web page on another origin
-            return await _send_json(send, refused[0], {"error": refused[1]})
-        send = _with_headers(send, cors_headers(self.agent, origin))  # only for a listed origin
+        address, port = scope.get("server") or ("", "")
+        # CORS headers only for a listed origin; the Flask app adds its own to what it answers
+        extra = {**cors_headers(self.agent, origin), **self.agent.response_headers(f"{address}:{port}")}
+        own_send = _with_headers(send, extra)
+        refused = _head_refusal(scope) or boundary_refusal(self.agent, _header(scope, "host") or "", str(port), origin)
+        if refused:  # an oversized head, a foreign Host (DNS rebinding) or a web page on another origin
+            return await _send_json(own_send, refused[0], {"error": refused[1]})
         if scope["method"] == "OPTIONS":  # a CORS preflight that got this far is from a listed origin
-            await send({"type": "http.response.start", "status": 204, "headers": []})
-            return await send({"type": "http.response.body", "body": b""})
-        if scope["method"] == "POST" and (_header(scope, "content-type") or "").split(";")[0].strip().lower() \
-                != "application/json":  # text/plain and forms need no CORS preflight: a web page could send them
-            return await _send_json(send, 415, {"error": "send the body as JSON, with Content-Type: application/json"})
+            await own_send({"type": "http.response.start", "status": 204, "headers": []})
+            return await own_send({"type": "http.response.body", "body": b""})
+        if _declares_body(scope) and not is_json_type(_header(scope, "content-type")):
+            # text/plain and forms need no CORS preflight: a web page could send them
+            return await _send_json(own_send, 415, {"error": "send the body as JSON, with Content-Type: application/json"})
+        if _declared_length(scope) > self.agent.max_body_bytes:  # before any endpoint, as the Flask guard does
+            with contextlib.suppress(RequestProblem):
+                await self._read_body(receive, scope)  # read off (up to a bound), so the client hears the 413
+            return await _send_json(own_send, 413, {"error": f"request body over {self.agent.max_body_bytes} bytes"})
         handler = self.routes.get((scope["method"], scope["path"]))
         if handler is None:
-            allowed = sorted(m for m, p in self.routes if p == scope["path"])
-            status, error = (405, f"{scope['method']} is not allowed here: use {', '.join(allowed)}") if allowed \
-                else (404, f"no endpoint at {scope['path']}")
-            return await _send_json(send, status, {"error": error}, {"Allow": ", ".join(allowed)} if allowed else {})
-        await handler(scope, receive, send)
+            return await self._fallback(scope, receive, send, own_send)
+        await handler(scope, receive, own_send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -210,8 +235,27 @@ class ASGIApp:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.agent.close_streams(refuse_new=True)
+                if self._bridge is not None:  # its idle threads go; one still answering finishes first
+                    self._bridge.executor.shutdown(wait=False)
+                    self._bridge = None
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    # -- the agent's own Flask app, for every route not answered here
+    async def _fallback(self, scope: dict, receive: Receive, send: Send, own_send: Send) -> None:
+        """The body is read here first (413 past max_body_bytes), so a slow or oversized one holds no thread."""
+        try:
+            raw = await self._read_body(receive, scope)
+        except RequestProblem as problem:
+            return await _send_json(own_send, problem.status, {"error": str(problem)})
+        await self._flask(scope, raw, receive, send)
+
+    async def _flask(self, scope: dict, raw: bytes, receive: Receive, send: Send) -> None:
+        """Hand the request, its body already read, to the Flask app (which adds its own CORS headers)."""
+        if self._bridge is None:
+            from a2wsgi import WSGIMiddleware
+            self._bridge = WSGIMiddleware(self.flask_app, workers=FALLBACK_THREADS)
+        await self._bridge(_with_whole_body(scope, raw), _replaying(raw, receive), send)
 
     # -- python-a2a's /stream
     async def _stream(self, scope: dict, receive: Receive, send: Send) -> None:
@@ -224,7 +268,8 @@ class ASGIApp:
             retry = {"Retry-After": "1"} if problem.status == 503 else {}
             return await _send_json(send, problem.status, {"error": str(problem)}, retry)
         try:
-            await _send_sse(send, receive, self._agent_events(run, -1 if after is None else after))
+            events = self._metered(self._agent_events(run, -1 if after is None else after), "stream")
+            await _send_sse(send, receive, events)
         finally:  # also when the client left before the first event: the run is ended either way
             await run.close()  # the agent's finally blocks have run before the stream counts as over
             self.agent._untrack(run)
@@ -251,43 +296,50 @@ class ASGIApp:
 
     # -- A2A JSON-RPC and python-a2a's task endpoints
     async def _rpc(self, scope: dict, receive: Receive, send: Send) -> None:
-        body = await self._body_or_problem(receive, scope)
+        raw, body = await self._raw_and_json(receive, scope)
         reply = await self.requests.rpc(body, _header(scope, "a2a-version"), _header(scope, "last-event-id"))
-        if reply.python_a2a:  # a python-a2a client's message: answer as python-a2a does, with the joined stream
-            reply = Reply(body=await self._python_a2a_answer(body))
-        await self._send_reply(send, receive, reply)
+        await self._send_reply(scope, receive, send, reply, raw, "a2a")
 
     async def _python_a2a_stream(self, scope: dict, receive: Receive, send: Send) -> None:
-        body = await self._body_or_problem(receive, scope)
-        await self._send_reply(send, receive, await self.requests.python_a2a_stream(body, _header(scope, "last-event-id")))
+        raw, body = await self._raw_and_json(receive, scope)
+        reply = await self.requests.python_a2a_stream(body, _header(scope, "last-event-id"))
+        await self._send_reply(scope, receive, send, reply, raw, "task")
 
     def _python_a2a_task(self, method: str) -> Callable:
         async def handler(scope: dict, receive: Receive, send: Send) -> None:
-            reply = await self.requests.python_a2a_task(await self._body_or_problem(receive, scope), method)
-            await self._send_reply(send, receive, reply)
+            raw, body = await self._raw_and_json(receive, scope)
+            await self._send_reply(scope, receive, send, await self.requests.python_a2a_task(body, method), raw)
         return handler
 
     async def _card(self, scope: dict, receive: Receive, send: Send) -> None:
         host = _header(scope, "host") or "{}:{}".format(*scope["server"])
         await _send_json(send, 200, self.requests.card(f"{scope.get('scheme', 'http')}://{host}"))
 
-    async def _python_a2a_answer(self, body: dict) -> dict:
-        message = parse_stream_request(body)
-        text = "".join([chunk_text(c) async for c in self.agent.stream_response(message)])
-        return Message(content=TextContent(text=text), role=MessageRole.AGENT, parent_message_id=message.message_id,
-                       conversation_id=message.conversation_id).to_dict()
+    async def _metrics(self, scope: dict, receive: Receive, send: Send) -> None:
+        from .metrics import metrics_for
+        body, content_type = metrics_for(self.agent).encoded(_header(scope, "accept") or "")
+        await _send_bytes(send, 200, body, content_type)
 
-    async def _send_reply(self, send: Send, receive: Receive, reply: Reply) -> None:
+    async def _send_reply(self, scope: dict, receive: Receive, send: Send, reply: Reply, raw: bytes,
+                          stream_kind: str = "a2a") -> None:
+        if reply.python_a2a:  # python-a2a's own message, conversation or task: its own view answers, as on serve()
+            return await self._flask(scope, raw, receive, getattr(send, "plain", send))
         if reply.stream is None:
             return await _send_json(send, reply.status, reply.body, reply.headers)
-        await _send_sse(send, receive, reply.stream)
+        await _send_sse(send, receive, self._metered(reply.stream, stream_kind))
+
+    def _metered(self, events: AsyncIterator[str], kind: str) -> AsyncIterator[str]:
+        """events ("stream", "task" or "a2a" SSE), counted on /metrics when the agent has metrics on, as on serve()."""
+        if not self.agent.metrics:
+            return events
+        from .metrics import A2A_ENDS, STREAM_END, TASK_END, metrics_for  # prometheus-client only when asked
+        return metrics_for(self.agent).track_async(events, {"stream": STREAM_END, "task": TASK_END, "a2a": A2A_ENDS}[kind])
 
     # -- bodies
-    async def _body(self, receive: Receive, scope: dict) -> Any:
-        """The request's JSON; RequestProblem 413 past max_body_bytes (also without a length), 400 if not JSON."""
+    async def _read_body(self, receive: Receive, scope: dict) -> bytes:
+        """The request's body; RequestProblem 413 past max_body_bytes (also without a length)."""
         limit = self.agent.max_body_bytes
-        declared = _header(scope, "content-length")
-        if declared and declared.isdigit() and int(declared) > 16 * limit:  # too much even to read off
+        if _declared_length(scope) > 16 * limit:  # too much even to read off
             raise RequestProblem(413, f"request body over {limit} bytes")
         raw, received = bytearray(), 0
         while True:
@@ -298,26 +350,76 @@ class ASGIApp:
             elif received > 16 * limit or not message.get("more_body"):  # read off, so the client hears the 413
                 raise RequestProblem(413, f"request body over {limit} bytes")
             if not message.get("more_body"):
-                break
-        return parse_json_body(bytes(raw))  # InvalidJSON (400): not JSON, NaN/Infinity, nested too deep
+                return bytes(raw)
 
-    async def _body_or_problem(self, receive: Receive, scope: dict) -> Any:
+    async def _body(self, receive: Receive, scope: dict) -> Any:
+        """The request's JSON; RequestProblem 413 past max_body_bytes, 400 if not JSON."""
+        return parse_json_body(await self._read_body(receive, scope))  # InvalidJSON: NaN/Infinity, too deep ...
+
+    async def _raw_and_json(self, receive: Receive, scope: dict) -> tuple[bytes, Any]:
+        """(the body, its JSON) or (b"", the RequestProblem), for the endpoints that answer problems in JSON-RPC."""
         try:
-            return await self._body(receive, scope)
+            raw = await self._read_body(receive, scope)
+            return raw, parse_json_body(raw)
         except RequestProblem as problem:
-            return problem
+            return b"", problem
+
+
+def _head_refusal(scope: dict) -> Optional[tuple[int, str]]:
+    """414/431 past http.server's limits, which serve() applies and uvicorn does not."""
+    target = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+    return head_refusal(target, [len(name) + len(value) + 2 for name, value in scope["headers"]])
+
+
+def _declared_length(scope: dict) -> int:
+    length = _header(scope, "content-length") or ""
+    return int(length) if length.isdigit() else 0
+
+
+def _declares_body(scope: dict) -> bool:
+    """Whether the request says a body follows (a length above 0, or chunked), as the Flask guard asks."""
+    return _declared_length(scope) > 0 or "chunked" in (_header(scope, "transfer-encoding") or "").lower()
+
+
+def _with_whole_body(scope: dict, raw: bytes) -> dict:
+    """scope for a body already read in full: its length, never chunked (werkzeug reads no body without one)."""
+    headers = [(k, v) for k, v in scope["headers"] if k not in (b"content-length", b"transfer-encoding")]
+    return {**scope, "headers": [*headers, (b"content-length", str(len(raw)).encode())]}
+
+
+def _replaying(raw: bytes, receive: Receive) -> Receive:
+    """receive, whose first message is the body already read; then the connection's own (http.disconnect)."""
+    pending = [{"type": "http.request", "body": raw, "more_body": False}]
+
+    async def replay() -> dict:
+        return pending.pop() if pending else await receive()
+    return replay
+
+
+async def joined_text(agent: StreamingAgent, message: Message) -> str:
+    """The agent's whole answer as one text, run on this loop as its streams are (handle_message's, under ASGI)."""
+    run, chunks = _Stream(agent.stream_response(message), agent.keepalive_seconds), []
+    try:
+        while True:
+            try:
+                chunks += await run.take()
+            except StopAsyncIteration:
+                return "".join(map(chunk_text, chunks))
+    finally:
+        await run.close()
 
 
 def _with_headers(send: Send, headers: dict) -> Send:
-    """send, adding headers to the response's start."""
+    """send, adding headers to the response's start; .plain is send itself (for the Flask app, which adds its own)."""
     if not headers:
-        return send
-    extra = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        return send  # no extra call per chunk
+    extra = [(k.lower().encode(), str(v).encode()) for k, v in headers.items()]
 
     async def sending(message: dict) -> None:
         if message["type"] == "http.response.start":
             message = {**message, "headers": [*message.get("headers", []), *extra]}
         await send(message)
+    sending.plain = send
     return sending
 
 
@@ -330,10 +432,13 @@ def _header(scope: dict, name: str) -> Optional[str]:
 
 
 async def _send_json(send: Send, status: int, body: Any, headers: Optional[dict] = None) -> None:
-    data = json.dumps(body).encode()
+    await _send_bytes(send, status, json.dumps(body).encode(), "application/json", headers)
+
+
+async def _send_bytes(send: Send, status: int, data: bytes, content_type: str, headers: Optional[dict] = None) -> None:
     extra = [(k.lower().encode(), str(v).encode()) for k, v in (headers or {}).items()]
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *extra]})
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", content_type.encode()), (b"content-length", str(len(data)).encode()), *extra]})
     await send({"type": "http.response.body", "body": data})
 
 
@@ -403,14 +508,29 @@ def h11_watching_hangups(hangups: Optional[_HangupWatch] = None) -> type:
     return H11WatchingHangups
 
 
+def _tcp_listener(host: str, port: int, backlog: int) -> socket.socket:
+    """A listening socket of protocol IPPROTO_TCP: asyncio sets TCP_NODELAY only on connections of such
+    a socket (socket.create_server's says 0), and without it every response on a kept-alive connection
+    waited ~40 ms (Nagle's algorithm holding its body for the client's delayed ACK of its headers)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        if os.name == "posix":  # as socket.create_server does: a restarted server rebinds at once
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 @contextlib.contextmanager
 def serve_asgi(agent: StreamingAgent, host: str = "127.0.0.1", port: int = 0, *,
                max_streams: Optional[int] = None) -> Iterator[str]:
     """Like serve(), on uvicorn in a background thread: yields the base URL; port 0 picks a free port.
     max_streams sets the agent's bound on concurrent streams (503 past it), as serve()'s does."""
     import uvicorn
-    listener = socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET,
-                                    backlog=2048)
+    listener = _tcp_listener(host, port, backlog=2048)
     url = f"http://[{host}]:{listener.getsockname()[1]}" if ":" in host else f"http://{host}:{listener.getsockname()[1]}"
     if hasattr(agent, "agent_card"):
         agent.agent_card.url = url
@@ -418,7 +538,8 @@ def serve_asgi(agent: StreamingAgent, host: str = "127.0.0.1", port: int = 0, *,
     if max_streams is not None:
         agent.max_streams = max_streams
     config = uvicorn.Config(asgi_app(agent), log_config=None, log_level="warning", access_log=False,
-                            lifespan="on", timeout_keep_alive=5)
+                            lifespan="on", timeout_keep_alive=5,  # a head up to the guard's limits reaches it whole:
+                            h11_max_incomplete_event_size=2 * MAX_LINE_BYTES + 1024)  # then 414/431 JSON, not text
     server = uvicorn.Server(config)
 
     async def run() -> None:

@@ -29,6 +29,7 @@ from .patches import answer_head_like_get, drop_stock_cors
 
 MAX_JSON_DEPTH = 64  # A2A messages nest about 6 deep; Python's parser fails with RecursionError near 1,000
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+MAX_LINE_BYTES, MAX_HEADERS = 65536, 100  # http.server's, which serve() answers with 414/431 (asgi.py too)
 CORS_ALLOW_HEADERS = "Content-Type, Authorization, Last-Event-ID"
 
 
@@ -124,6 +125,24 @@ def boundary_refusal(agent: Any, host: str, port: str, origin: Optional[str]) ->
         return 403, (f"requests from web pages at {origin} are refused; "
                      "add the origin to the agent's allowed_origins (--allow-origin)")
     return None
+
+
+def head_refusal(target_bytes: int, header_lines: list[int]) -> Optional[tuple[int, str]]:
+    """(status, reason) for a request line or headers past http.server's limits (serve() refuses
+    those itself), else None: for a server that has no such limits (uvicorn)."""
+    if target_bytes > MAX_LINE_BYTES:
+        return 414, "Request-URI Too Long"
+    if len(header_lines) > MAX_HEADERS:
+        return 431, "Too many headers"
+    if any(length > MAX_LINE_BYTES for length in header_lines):
+        return 431, "Line too long"
+    return None
+
+
+def is_json_type(content_type: Optional[str]) -> bool:
+    """application/json or application/...+json, parameters aside: Flask's request.is_json, framework-free."""
+    mimetype = (content_type or "").split(";")[0].strip().lower()
+    return mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))
 
 
 def cors_headers(agent: Any, origin: Optional[str]) -> dict:

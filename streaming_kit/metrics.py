@@ -4,7 +4,8 @@ Every agent gets its own CollectorRegistry (not prometheus-client's global one),
 in one process count apart. The server records by passing each SSE response through track():
 
     frames = metrics_for(agent).track(frames)           # where the server builds its SSE response
-    metrics_for(agent).add_route(app)                    # in setup_routes: GET /metrics
+    frames = metrics_for(agent).track_async(frames)     # the same, on the asyncio path (asgi.py)
+    metrics_for(agent).add_route(app)                    # in setup_routes: GET /metrics (asgi.py serves it itself)
 
 What it exposes (the names Prometheus scrapes, per replica; Prometheus adds the instance label):
     a2a_streams_started_total, a2a_streams_completed_total, a2a_streams_failed_total{reason},
@@ -15,7 +16,7 @@ What it exposes (the names Prometheus scrapes, per replica; Prometheus adds the 
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable, Iterator, Union
+from typing import Any, AsyncIterator, Iterable, Iterator, Union
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import choose_encoder
@@ -58,47 +59,77 @@ class StreamMetrics:
         Comments (": ping") are not chunks; an `event: error` frame fails the stream; the frame
         containing end_marker (or one of a tuple of them) completes it; a stream that stops before either (the client hung
         up) counts as failed, reason "disconnected"."""
-        self.started.inc()
-        self.open.inc()
-        outcome = "disconnected"
-        last_chunk = time.perf_counter()  # the first chunk's latency counts from here
-        first = True
-        ends = (end_marker,) if isinstance(end_marker, str) else end_marker
+        tally = _Tally(self, end_marker)
         try:
             for frame in frames:
-                for event in frame.split("\n\n"):  # a write may carry several events (the server batches)
-                    if not event or event.startswith(":") or outcome != "disconnected":
-                        continue
-                    if event.startswith("event: error"):
-                        outcome = "error"
-                    elif any(end in event for end in ends):
-                        outcome = "completed"
-                    else:
-                        now = time.perf_counter()
-                        (self.first_chunk if first else self.chunk_gap).observe(now - last_chunk)
-                        first, last_chunk = False, now
-                        self.chunks.inc()
+                tally.count(frame)
                 yield frame
         finally:  # also when the server closes the generator early (the client went away)
-            self.open.dec()
-            if outcome == "completed":
-                self.completed.inc()
-            else:
-                self.failed.labels(outcome).inc()
+            tally.close()
+
+    async def track_async(self, frames: AsyncIterator[str], end_marker: Union[str, tuple] = STREAM_END
+                          ) -> AsyncIterator[str]:
+        """track() for an asyncio server's async frames (asgi.py); closing it closes frames."""
+        tally = _Tally(self, end_marker)
+        try:
+            async for frame in frames:
+                tally.count(frame)
+                yield frame
+        finally:
+            tally.close()
+            await frames.aclose()  # an async for left early does not close what it iterates
 
     def exposition(self) -> bytes:
         """Everything, in the Prometheus text format (version 0.0.4, what every scraper reads)."""
         return generate_latest(self.registry)
 
+    def encoded(self, accept: str) -> tuple[bytes, str]:
+        """(body, content type) in the format a scraper's Accept header asks for (Prometheus text by
+        default, OpenMetrics if asked), as prometheus-client's own server does; both paths serve it."""
+        encode, content_type = choose_encoder(accept)
+        return encode(self.registry), content_type
+
     def view(self) -> Any:
-        """A Flask view for GET /metrics: the format the scraper's Accept header asks for
-        (Prometheus text by default, OpenMetrics if asked), as prometheus-client's own server does."""
+        """A Flask view for GET /metrics."""
         from flask import Response, request
-        encode, content_type = choose_encoder(request.headers.get("Accept", ""))
-        return Response(encode(self.registry), content_type=content_type)
+        body, content_type = self.encoded(request.headers.get("Accept", ""))
+        return Response(body, content_type=content_type)
 
     def add_route(self, app: Any, path: str = "/metrics") -> None:
         app.add_url_rule(path, endpoint="a2a_metrics", view_func=self.view, methods=["GET"])
+
+
+class _Tally:
+    """One stream's record, fed each frame as it goes out (track() and track_async() share it)."""
+
+    def __init__(self, metrics: StreamMetrics, end_marker: Union[str, tuple]):
+        self.metrics, self.ends = metrics, (end_marker,) if isinstance(end_marker, str) else end_marker
+        self.outcome = "disconnected"  # until the final event or an error event is seen
+        self.last_chunk = time.perf_counter()  # the first chunk's latency counts from here
+        self.first = True
+        metrics.started.inc()
+        metrics.open.inc()
+
+    def count(self, frame: str) -> None:
+        for event in frame.split("\n\n"):  # a write may carry several events (the server batches)
+            if not event or event.startswith(":") or self.outcome != "disconnected":
+                continue
+            if event.startswith("event: error"):
+                self.outcome = "error"
+            elif any(end in event for end in self.ends):
+                self.outcome = "completed"
+            else:
+                now = time.perf_counter()
+                (self.metrics.first_chunk if self.first else self.metrics.chunk_gap).observe(now - self.last_chunk)
+                self.first, self.last_chunk = False, now
+                self.metrics.chunks.inc()
+
+    def close(self) -> None:
+        self.metrics.open.dec()
+        if self.outcome == "completed":
+            self.metrics.completed.inc()
+        else:
+            self.metrics.failed.labels(self.outcome).inc()
 
 
 def metrics_for(agent: Any) -> StreamMetrics:

@@ -285,6 +285,13 @@ class _AgentRun:
             await asyncio.wait(pending)
 
 
+def _running_loop() -> Optional[asyncio.AbstractEventLoop]:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:  # called from a thread that runs no loop
+        return None
+
+
 def _release(space: asyncio.Future) -> None:
     if not space.done():
         space.set_result(None)
@@ -341,9 +348,21 @@ class StreamingAgent(A2AServer):
         yield  # pragma: no cover - makes this an async generator
 
     def handle_message(self, message: Message) -> Message:
-        """Non-streaming answer = the joined stream (on the same loop), so both paths give identical text."""
-        if threading.current_thread() is agent_loop().thread:
+        """Non-streaming answer = the joined stream, on the loop that runs this agent's streams (the
+        agent loop, or serve_asgi's), so both paths give identical text and share the agent's clients."""
+        engine = getattr(self, "task_engine", None)
+        loop = engine.loop if engine is not None and engine.loop is not None else agent_loop().loop
+        if _running_loop() is loop:
             raise RuntimeError("handle_message blocks: from inside an agent, iterate stream_response instead")
+        if loop is agent_loop().loop:
+            text = self._joined_on_agent_loop(message)
+        else:  # an asyncio server's loop (asgi.py), where python-a2a's routes reach it from the bridge's threads
+            from .asgi import joined_text
+            text = asyncio.run_coroutine_threadsafe(joined_text(self, message), loop).result()
+        return Message(content=TextContent(text=text), role=MessageRole.AGENT,
+                       parent_message_id=message.message_id, conversation_id=message.conversation_id)
+
+    def _joined_on_agent_loop(self, message: Message) -> str:
         run, chunks = _AgentRun(self.stream_response(message)), []
         try:
             while True:
@@ -353,8 +372,12 @@ class StreamingAgent(A2AServer):
                     break
         finally:
             run.close()
-        return Message(content=TextContent(text="".join(map(chunk_text, chunks))), role=MessageRole.AGENT,
-                       parent_message_id=message.message_id, conversation_id=message.conversation_id)
+        return "".join(map(chunk_text, chunks))
+
+    def response_headers(self, served: str) -> dict:
+        """Headers added to every response of this agent's server, on both serving paths; served is
+        the address the request came in on ("127.0.0.1:8106"). None by default (06 names its replica)."""
+        return {}
 
     def setup_routes(self, app) -> None:
         """Adds python-a2a's routes, then swaps in the kit's /stream view (§7) and the A2A JSON-RPC views (§20)."""
@@ -365,7 +388,13 @@ class StreamingAgent(A2AServer):
         if self.metrics:
             from .metrics import metrics_for
             metrics_for(self).add_route(app)
+        app.after_request(self._add_response_headers)
         install_guard(app, self)  # same-origin, known Host, JSON bodies within limits, JSON errors
+
+    def _add_response_headers(self, response: Response) -> Response:
+        served = f"{request.environ.get('SERVER_NAME', '')}:{request.environ.get('SERVER_PORT', '')}"
+        response.headers.update(self.response_headers(served))
+        return response
 
     @property
     def live_streams(self) -> int:

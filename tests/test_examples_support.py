@@ -1,9 +1,14 @@
-"""examples_support: the command line every demo shares (argument messages, options tied to a role)."""
+"""examples_support: the command line every demo shares (argument messages, options tied to a role,
+how --serve serves)."""
 import argparse
+import os
+import subprocess
+import sys
+import urllib.request
 
 import pytest
 
-from conftest import run_script
+from conftest import ROOT, run_script
 from examples_support import demo_parser, seconds_arg
 
 DEMOS = ["basic_streaming.py", "01_basic_streaming.py", "02_advanced_streaming.py", "03_streaming_llm_integration.py",
@@ -50,3 +55,24 @@ def test_client_and_server_options_are_refused_in_the_other_role(capsys):
         with pytest.raises(SystemExit) as exit_info:
             parser.parse_args(argv)
         assert exit_info.value.code == 2 and complaint in capsys.readouterr().err
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("script", [*DEMOS, "07_a2a_interop.py"])
+def test_serve_runs_on_uvicorn_unless_the_agent_adds_flask_routes(script):
+    """serving_for(): 05 adds session streams in setup_routes and stays on serve() (werkzeug);
+    the others run on serve_asgi, python-a2a's own routes included."""
+    process = subprocess.Popen([sys.executable, str(ROOT / script), "--serve", "--port", "0"], cwd=ROOT,
+                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "NO_COLOR": "1"})
+    try:
+        first = process.stdout.readline()
+        assert first.startswith("Serving ") and " at http://127.0.0.1:" in first, first
+        with urllib.request.urlopen(first.rsplit(" at ", 1)[1].strip() + "/a2a/health", timeout=10) as answer:
+            server, body = answer.headers["Server"], answer.read()
+    finally:
+        process.terminate()
+        process.communicate(timeout=20)
+    assert b'"ok"' in body
+    assert server.startswith("Werkzeug" if script.startswith("05") else "uvicorn"), server
+    assert process.returncode == 0

@@ -1,4 +1,5 @@
-"""streaming_kit/guard.py: the HTTP boundary of a served StreamingAgent, over real sockets.
+"""streaming_kit/guard.py: the HTTP boundary of a served StreamingAgent, over real sockets, on both
+serving paths (serve_asgi answers python-a2a's own routes, /tasks/send ..., through the agent's Flask app).
 
 Every check here failed on the kit before guard.py: python-a2a answered any Origin with
 `Access-Control-Allow-Origin: *`, any Host, any Content-Type, and several bad inputs with 500 or HTML.
@@ -42,14 +43,15 @@ def exchange(url: str, head: str, body: bytes = b"", host: str | None = None) ->
     name, port = address.rsplit(":", 1)
     with socket.create_connection((name, int(port)), timeout=10) as sock:
         sock.sendall(f"{head}\r\nHost: {host or address}\r\n\r\n".encode() + body)
-        if not body:
-            sock.shutdown(socket.SHUT_WR)
         data = b""
         while chunk := sock.recv(65536):
             data += chunk
     top, _, payload = data.partition(b"\r\n\r\n")
     lines = top.decode("latin-1").split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    headers: dict[str, str] = {}
+    for name, _, value in (line.partition(":") for line in lines[1:]):  # a repeated header: joined, so it shows
+        key = name.strip().lower()
+        headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
     return int(lines[0].split()[1]), headers, payload
 
 
@@ -67,9 +69,10 @@ def json_error(status: int, headers: dict, payload: bytes) -> str:
 
 
 @pytest.fixture
-def served():
+def served(serving):
+    """On both paths: serve_asgi answers python-a2a's own routes through the agent's Flask app."""
     agent = CountingAgent()
-    with serve(agent) as url:
+    with serving(agent) as url:
         yield agent, url
 
 
@@ -85,22 +88,23 @@ def test_no_response_carries_cors_headers_unless_an_origin_is_listed(served):
     assert status == 200 and "access-control-allow-origin" not in headers
 
 
-def test_a_foreign_origin_is_refused_with_403_and_runs_nothing(served):
+@pytest.mark.parametrize("path", ["/stream", "/tasks/send"])  # the kit's own view; python-a2a's (via a2wsgi on ASGI)
+def test_a_foreign_origin_is_refused_with_403_and_runs_nothing(served, path):
     agent, url = served
     for origin in ("http://127.0.0.1:1", "http://evil.example", "null"):
-        status, headers, payload = post(url, "/stream", MESSAGE, extra=f"Origin: {origin}")
+        status, headers, payload = post(url, path, TASK if "tasks" in path else MESSAGE, extra=f"Origin: {origin}")
         assert status == 403 and "allowed_origins" in json_error(status, headers, payload)
         assert "access-control-allow-origin" not in headers
         preflight = ("OPTIONS /stream HTTP/1.0\r\nAccess-Control-Request-Method: POST\r\n"
                      f"Access-Control-Request-Headers: content-type\r\nOrigin: {origin}")
         status, headers, payload = exchange(url, preflight)
         assert status == 403 and "access-control-allow-origin" not in headers
-    assert agent.runs == 0
+    assert agent.runs == 0 and agent.tasks == {}
 
 
-def test_a_listed_origin_gets_cors_for_itself_only():
+def test_a_listed_origin_gets_cors_for_itself_only(serving):
     agent = CountingAgent(allowed_origins=["http://LOCALHOST:3000/"])  # normalised: lower case, no slash
-    with serve(agent) as url:
+    with serving(agent) as url:
         preflight = ("OPTIONS /stream HTTP/1.0\r\nAccess-Control-Request-Method: POST\r\n"
                      "Access-Control-Request-Headers: content-type\r\nOrigin: http://localhost:3000")
         status, headers, _ = exchange(url, preflight)
@@ -111,6 +115,8 @@ def test_a_listed_origin_gets_cors_for_itself_only():
         assert "origin" in headers["vary"].lower() and b'"lastChunk": true' in payload
         status, headers, _ = post(url, "/stream", MESSAGE, extra="Origin: http://localhost:3001")
         assert status == 403 and "access-control-allow-origin" not in headers
+        status, headers, _ = exchange(url, "GET /a2a/health HTTP/1.0\r\nOrigin: http://localhost:3000")
+        assert status == 200 and headers["access-control-allow-origin"] == "http://localhost:3000"  # once
     assert agent.runs == 1
 
 
@@ -121,7 +127,10 @@ def test_a_foreign_host_is_refused_with_421_loopback_names_and_listed_hosts_are_
         status, headers, payload = exchange(url, "GET /agent.json HTTP/1.0", host=host)
         assert status == 421 and "allowed_hosts" in json_error(status, headers, payload), host
         assert post(url, "/stream", MESSAGE, host=host)[0] == 421
-    assert agent.runs == 0
+        status, headers, payload = exchange(url, "GET /a2a/health HTTP/1.0", host=host)  # python-a2a's route
+        assert status == 421 and "allowed_hosts" in json_error(status, headers, payload), host
+        assert post(url, "/tasks/send", TASK, host=host)[0] == 421
+    assert agent.runs == 0 and agent.tasks == {}
     for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"LocalHost:{port}", f"[::1]:{port}",
                  f"127.0.0.1:{int(port) + 1}", "localhost"):  # a proxy on this machine passes its own port
         assert exchange(url, "GET /agent.json HTTP/1.0", host=host)[0] == 200, host
@@ -142,10 +151,10 @@ def test_a_body_that_is_not_declared_json_gets_415_and_runs_nothing(served, path
 
 # ---------------------------------------------------------------- body limits, python-a2a's own endpoints included
 @pytest.mark.parametrize("path", ["/tasks/send", "/a2a/tasks/send", "/tasks/get", "/", "/a2a", "/stream"])
-def test_a_body_over_max_body_bytes_gets_413_before_it_is_read(path):
+def test_a_body_over_max_body_bytes_gets_413_before_it_is_read(serving, path):
     agent = CountingAgent()
     agent.max_body_bytes = 1000
-    with serve(agent) as url:
+    with serving(agent) as url:
         # Only the headers are sent: the reply comes without the server waiting for the 200 MiB announced.
         status, headers, payload = exchange(url, f"POST {path} HTTP/1.0\r\nContent-Type: application/json\r\n"
                                                  f"Content-Length: {200 << 20}")
@@ -219,9 +228,9 @@ class OneStepTasks(TaskStreamingAgent):
 
 
 @pytest.mark.parametrize("digits", LONG_IDS.values(), ids=LONG_IDS)
-def test_a_long_last_event_id_on_a_task_stream_is_a_json_rpc_error(digits):
+def test_a_long_last_event_id_on_a_task_stream_is_a_json_rpc_error(serving, digits):
     body = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "tasks/resubscribe", "params": {"id": "t1"}}).encode()
-    with serve(OneStepTasks()) as url:
+    with serving(OneStepTasks()) as url:
         status, headers, payload = post(url, "/tasks/stream", body, extra=f"Last-Event-ID: {digits}")
     reply = parse_json_body(payload)
     assert status == 200 and reply["id"] == 7 and reply["error"]["code"] == -32602, reply  # JSON-RPC: HTTP 200

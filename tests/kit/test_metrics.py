@@ -1,5 +1,7 @@
-"""streaming_kit/metrics.py: per-agent Prometheus metrics, scraped from a real server's /metrics."""
+"""streaming_kit/metrics.py: per-agent Prometheus metrics, scraped from a real server's /metrics, on both
+serving paths (serve() passes frames through track(), serve_asgi through track_async())."""
 import asyncio
+import json
 import threading
 import urllib.request
 
@@ -56,9 +58,9 @@ async def stream(url: str, text: str) -> list[dict]:
 
 
 @pytest.fixture
-def metered():
+def metered(serving):
     agent = MeteredAgent()
-    with kit.serve(agent) as url:
+    with serving(agent) as url:
         yield agent, url
 
 
@@ -116,13 +118,40 @@ def test_a_client_that_hangs_up_counts_as_disconnected(metered):
     agent.release.set()
 
 
-def test_two_agents_in_one_process_count_apart():
+def test_two_agents_in_one_process_count_apart(serving):
     first, second = MeteredAgent("first"), MeteredAgent("second")
-    with kit.serve(first) as url_a, kit.serve(second) as url_b:
+    with serving(first) as url_a, serving(second) as url_b:
         for url in (url_a, url_a, url_b):
             asyncio.run(stream(url, "2"))
         assert scrape(url_a)["a2a_streams_started_total"] == 2
         assert scrape(url_b)["a2a_streams_started_total"] == 1
+
+
+def a2a_stream(url: str, path: str, method: str, text: str) -> bytes:
+    """One A2A task stream (v0.3 message/stream on POST /, or python-a2a's tasks/sendSubscribe), read to its end."""
+    message = {"kind": "message", "messageId": "m-1", "role": "user", "parts": [{"kind": "text", "text": text}]}
+    if method == "tasks/sendSubscribe":
+        message = {"role": "user", "content": {"type": "text", "text": text}}
+    params = {"message": message} if method == "message/stream" else {"id": "t-1", "message": message}
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
+    request = urllib.request.Request(f"{url}{path}", body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert answer.headers["Content-Type"].startswith("text/event-stream")
+        return answer.read()
+
+
+@pytest.mark.parametrize("path, method", [("/", "message/stream"), ("/tasks/stream", "tasks/sendSubscribe")])
+def test_a2a_task_streams_count_like_stream_ones(metered, path, method):
+    _, url = metered
+    asyncio.run(stream(url, "2"))  # and one /stream, so both kinds add up on one agent
+    raw = a2a_stream(url, path, method, "3")
+    assert eventually(lambda: scrape(url)["a2a_streams_open"] == 0, seconds=5)
+    m = scrape(url)
+    assert m["a2a_streams_started_total"] == m["a2a_streams_completed_total"] == 2, raw
+    # the /stream's 2, and the task's 6 events before its final one: the task (or submitted), working,
+    # 3 artifact chunks and the closing lastChunk
+    assert m["a2a_chunks_sent_total"] == 2 + 6
+    assert m['a2a_streams_failed_total{reason="disconnected"}'] == 0
 
 
 @pytest.mark.parametrize("end_marker, final_frame", [
