@@ -11,8 +11,9 @@ setup_routes) is answered by the agent's own Flask app through a2wsgi's thread p
 checks; a streaming view of one's own served that way holds a thread and misses hang-ups: serve()
 such an agent (or gunicorn).
 
-Under your own uvicorn, uvicorn.run(app, http=h11_watching_hangups()) (Linux): uvicorn stops reading a
-connection when bytes follow a request and then misses the client hanging up (serve_asgi does this).
+Under your own uvicorn, uvicorn.run(app, http=h11_watching_hangups()): uvicorn waits for ever for a
+request that never fully arrives, and (Linux) stops reading a connection when bytes follow a request
+and then misses the client hanging up; this protocol fixes both (serve_asgi uses it).
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from .guard import MAX_LINE_BYTES, boundary_refusal, cors_headers, head_refusal,
 from .messages import RequestProblem, _sse, chunk_text, parse_last_event_id, parse_stream_request
 from .patches import a2a_http
 from .rpc import CARD_PATHS, SSE_HEADERS, A2ARequests, Reply
-from .server import HANDOFF_CHUNKS, HANGUP, StreamingAgent, _HangupWatch, frame_chunks
+from .server import HANDOFF_CHUNKS, READ_TIMEOUT_SECONDS, HANGUP, StreamingAgent, _HangupWatch, frame_chunks
 from python_a2a import Message
 
 Send = Callable[[dict], Awaitable[None]]
@@ -475,37 +476,78 @@ def asgi_app(agent: StreamingAgent) -> ASGIApp:
     return ASGIApp(agent)
 
 
-def h11_watching_hangups(hangups: Optional[_HangupWatch] = None) -> type:
-    """uvicorn's h11 protocol, which also notices a client that hangs up while uvicorn is not reading.
+def h11_watching_hangups(hangups: Optional[_HangupWatch] = None,
+                         read_timeout: Optional[float] = READ_TIMEOUT_SECONDS) -> type:
+    """uvicorn's h11 protocol with serve()'s two connection guards: a read timeout, and a hang-up watch.
 
-    uvicorn pauses reading a connection when bytes follow the request being answered (pipelining,
-    or a stray byte) and then never sees the client leave: the app gets no http.disconnect and the
-    agent runs on. This watches every connection for EPOLLRDHUP (server.py's _HangupWatch, on the
-    serving loop) and closes it when the client has gone, so the app hears http.disconnect at once.
-    Linux only (EPOLLRDHUP); pass the watch, or one is made on the running loop at first use.
+    Read timeout: uvicorn waits for ever for a request that never fully arrives (a head cut short, a
+    body that stops), each costing a socket; a connection whose request is not in within read_timeout
+    seconds is closed (408 JSON when part of a request came), as serve() does. The response is never
+    timed: an event stream that has started is not cut. None turns it off.
+    Hang-ups: uvicorn pauses reading a connection when bytes follow the request being answered
+    (pipelining, or a stray byte) and then never sees the client leave: the app gets no
+    http.disconnect and the agent runs on. On Linux every connection is watched for EPOLLRDHUP
+    (server.py's _HangupWatch, on the serving loop) and closed when the client has gone, so the app
+    hears http.disconnect at once. Pass the watch, or one is made on the running loop at first use.
     """
+    import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol
-    if not hasattr(select, "EPOLLRDHUP"):  # elsewhere the watch would take the transport's own reader
-        return H11Protocol
+    watching = hasattr(select, "EPOLLRDHUP")  # elsewhere the watch would take the transport's own reader
 
-    class H11WatchingHangups(H11Protocol):
+    class H11Guarded(H11Protocol):
         watch = hangups
 
         def connection_made(self, transport: asyncio.Transport) -> None:
             super().connection_made(transport)
-            if H11WatchingHangups.watch is None:
-                H11WatchingHangups.watch = _HangupWatch(asyncio.get_running_loop())
-            self.watched_socket = transport.get_extra_info("socket")
-            self.watch.watch(self.watched_socket, self)
+            self.read_timer: Optional[asyncio.TimerHandle] = None
+            self._arm_read_timer()
+            if watching:
+                if H11Guarded.watch is None:
+                    H11Guarded.watch = _HangupWatch(asyncio.get_running_loop())
+                self.watched_socket = transport.get_extra_info("socket")
+                self.watch.watch(self.watched_socket, self)
+
+        def handle_events(self) -> None:
+            super().handle_events()
+            if self.read_timer is not None and self.conn.their_state in (h11.DONE, h11.MUST_CLOSE):
+                self.read_timer.cancel()  # the request is in: from here on only the response runs
+                self.read_timer = None
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm_read_timer()  # a kept-alive connection: the next request gets read_timeout too
 
         def connection_lost(self, exc: Optional[Exception]) -> None:
-            self.watch.unwatch(self.watched_socket, self)  # before the transport closes the fd
+            if self.read_timer is not None:
+                self.read_timer.cancel()
+            if watching:
+                self.watch.unwatch(self.watched_socket, self)  # before the transport closes the fd
             super().connection_lost(exc)
+
+        def _arm_read_timer(self) -> None:
+            if self.read_timer is not None:
+                self.read_timer.cancel()
+            self.read_timer = None if read_timeout is None else self.loop.call_later(read_timeout, self._read_timed_out)
+
+        def _read_timed_out(self) -> None:
+            self.read_timer = None
+            if self.transport.is_closing() or self.conn.their_state in (h11.DONE, h11.MUST_CLOSE):
+                return
+            started = self.cycle is not None and self.cycle.response_started
+            part_came = self.conn.their_state is h11.SEND_BODY or bool(self.conn.trailing_data[0])
+            if part_came and not started:
+                self.transport.write(_TIMED_OUT)
+            self.transport.close()  # uvicorn tells the app, if one is waiting: http.disconnect
 
         def stop(self, reason: str) -> None:  # the watch saw the client hang up
             self.transport.close()  # uvicorn then tells the app: http.disconnect
 
-    return H11WatchingHangups
+    return H11Guarded
+
+
+_TIMED_OUT_BODY = json.dumps({"error": "request not received in full"}).encode()
+_TIMED_OUT = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\nconnection: close\r\n"
+              b"content-length: %d\r\n\r\n%s" % (len(_TIMED_OUT_BODY), _TIMED_OUT_BODY))
 
 
 def _tcp_listener(host: str, port: int, backlog: int) -> socket.socket:
@@ -526,9 +568,11 @@ def _tcp_listener(host: str, port: int, backlog: int) -> socket.socket:
 
 @contextlib.contextmanager
 def serve_asgi(agent: StreamingAgent, host: str = "127.0.0.1", port: int = 0, *,
-               max_streams: Optional[int] = None) -> Iterator[str]:
+               max_streams: Optional[int] = None,
+               read_timeout: Optional[float] = READ_TIMEOUT_SECONDS) -> Iterator[str]:
     """Like serve(), on uvicorn in a background thread: yields the base URL; port 0 picks a free port.
-    max_streams sets the agent's bound on concurrent streams (503 past it), as serve()'s does."""
+    max_streams sets the agent's bound on concurrent streams (503 past it), as serve()'s does;
+    read_timeout closes requests that have not arrived by then (None: never), as serve()'s does."""
     import uvicorn
     listener = _tcp_listener(host, port, backlog=2048)
     url = f"http://[{host}]:{listener.getsockname()[1]}" if ":" in host else f"http://{host}:{listener.getsockname()[1]}"
@@ -544,7 +588,7 @@ def serve_asgi(agent: StreamingAgent, host: str = "127.0.0.1", port: int = 0, *,
 
     async def run() -> None:
         hangups = _HangupWatch(asyncio.get_running_loop()) if hasattr(select, "EPOLLRDHUP") else None
-        config.http = h11_watching_hangups(hangups)
+        config.http = h11_watching_hangups(hangups, read_timeout)
         try:
             await server.serve(sockets=[listener])
         finally:

@@ -149,8 +149,8 @@ def test_the_default_bound_follows_the_fd_limit():
 
 # ---------------------------------------------------------------- read timeouts
 @pytest.mark.timeout(60)
-def test_half_sent_requests_are_closed_after_the_read_timeout():
-    with kit.serve(GatedAgent(), read_timeout=0.5) as url:
+def test_half_sent_requests_are_closed_after_the_read_timeout(serving):
+    with serving(GatedAgent(), read_timeout=0.5) as url:
         headers_cut = [connect(url) for _ in range(100)]
         body_cut = [connect(url) for _ in range(100)]
         for sock in headers_cut:
@@ -166,6 +166,17 @@ def test_half_sent_requests_are_closed_after_the_read_timeout():
             sock.close()
 
 
+@pytest.mark.timeout(60)
+def test_a_kept_alive_connection_gets_the_read_timeout_for_its_next_request_too(serving):
+    with serving(GatedAgent(), read_timeout=0.5) as url:
+        sock = connect(url)
+        sock.sendall(b"GET /agent.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert read_until(sock, b"\r\n\r\n").startswith(b"HTTP/1.1 200")
+        sock.sendall(b"GET /agent.json HTTP/1.1\r\nHost: 127.0.0.1\r\nAcc")  # the next one, cut short
+        assert eventually(lambda: closed_by_server(sock), seconds=15), "a half-sent second request stays open"
+        sock.close()
+
+
 class PausingAgent(kit.StreamingAgent):
     keepalive_seconds = 30  # no pings: only the read timeout could cut the quiet stream
 
@@ -175,8 +186,8 @@ class PausingAgent(kit.StreamingAgent):
         yield "after"
 
 
-def test_the_read_timeout_does_not_cut_a_quiet_stream():
-    with kit.serve(PausingAgent(), read_timeout=0.2) as url:
+def test_the_read_timeout_does_not_cut_a_quiet_stream(serving):
+    with serving(PausingAgent(), read_timeout=0.2) as url:
         chunks = asyncio.run(collect(url, "1.0"))
     assert "".join(kit.chunk_text(c) for c in chunks) == "before after"
 
