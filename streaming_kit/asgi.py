@@ -33,7 +33,7 @@ from .guard import MAX_LINE_BYTES, boundary_refusal, cors_headers, head_refusal,
 from .messages import RequestProblem, _sse, chunk_text, parse_last_event_id, parse_stream_request
 from .patches import a2a_http
 from .rpc import CARD_PATHS, SSE_HEADERS, A2ARequests, Reply
-from .server import HANDOFF_CHUNKS, READ_TIMEOUT_SECONDS, HANGUP, StreamingAgent, _HangupWatch, frame_chunks
+from .server import HANDOFF_CHUNKS, READ_TIMEOUT_SECONDS, RETRY_AFTER_SECONDS, HANGUP, StreamingAgent, _HangupWatch, frame_chunks
 from python_a2a import Message
 
 Send = Callable[[dict], Awaitable[None]]
@@ -170,6 +170,9 @@ class _Stream:
 # the pool's queue instead of costing a thread each. Threads start on demand: an agent never asked
 # such a request starts none. Every stream is served natively and costs no thread.
 FALLBACK_THREADS = 32
+# At most this many bridged requests at once, running or waiting (each holds its body, up to
+# max_body_bytes): past it 503 with Retry-After at once, as for streams past max_streams.
+FALLBACK_LIMIT = 4 * FALLBACK_THREADS
 
 
 class ASGIApp:
@@ -186,6 +189,7 @@ class ASGIApp:
         self.engine = self.requests.engine
         self.flask_app = a2a_http.create_flask_app(agent)  # with the kit's guard: setup_routes installs it
         self._bridge: Optional[Callable] = None  # a2wsgi's, made on first use
+        self._bridged = 0  # requests in _fallback now (bounded by FALLBACK_LIMIT)
         self.routes: dict[tuple[str, str], Callable] = {("POST", "/stream"): self._stream}
         for path in ("/", "/a2a"):
             self.routes[("POST", path)] = self._rpc
@@ -245,11 +249,19 @@ class ASGIApp:
     # -- the agent's own Flask app, for every route not answered here
     async def _fallback(self, scope: dict, receive: Receive, send: Send, own_send: Send) -> None:
         """The body is read here first (413 past max_body_bytes), so a slow or oversized one holds no thread."""
+        if self._bridged >= FALLBACK_LIMIT:
+            return await _send_json(own_send, 503, {"error": f"server busy: {FALLBACK_LIMIT} requests waiting for "
+                                                             "the agent's Flask app; retry shortly"},
+                                    {"Retry-After": str(RETRY_AFTER_SECONDS)})
+        self._bridged += 1  # one loop: no lock needed
         try:
-            raw = await self._read_body(receive, scope)
-        except RequestProblem as problem:
-            return await _send_json(own_send, problem.status, {"error": str(problem)})
-        await self._flask(scope, raw, receive, send)
+            try:
+                raw = await self._read_body(receive, scope)
+            except RequestProblem as problem:
+                return await _send_json(own_send, problem.status, {"error": str(problem)})
+            await self._flask(scope, raw, receive, send)
+        finally:
+            self._bridged -= 1
 
     async def _flask(self, scope: dict, raw: bytes, receive: Receive, send: Send) -> None:
         """Hand the request, its body already read, to the Flask app (which adds its own CORS headers)."""

@@ -147,6 +147,48 @@ def test_python_a2a_routes_and_setup_routes_own_are_answered_on_both_paths(servi
         assert (status, kind) == (413, "application/json") and "over" in reply["error"]
 
 
+class HoldingRoute(kit.StreamingAgent):
+    """A Flask route of its own that holds its thread until the test lets it go."""
+
+    def __init__(self):
+        super().__init__()
+        self.release, self.holding = threading.Event(), 0
+
+    async def stream_response(self, message):
+        yield "unused"
+
+    def setup_routes(self, app) -> None:
+        super().setup_routes(app)
+
+        def hold():
+            self.holding += 1
+            self.release.wait(20)
+            return {"held": True}
+        app.add_url_rule("/hold", "hold", hold)
+
+
+@pytest.mark.timeout(60)
+def test_bridged_requests_past_the_bound_get_503_at_once_not_an_endless_queue(monkeypatch):
+    monkeypatch.setattr(kit.asgi, "FALLBACK_LIMIT", 4)
+    agent = HoldingRoute()
+    with kit.serve_asgi(agent) as url:
+        answers = []
+        held = [threading.Thread(target=lambda: answers.append(call(url, "/hold"))) for _ in range(4)]
+        for thread in held:
+            thread.start()
+        assert eventually(lambda: agent.holding == 4), "the four requests did not reach the Flask app"
+        request = urllib.request.Request(url + "/hold")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 503 and refused.value.headers["Retry-After"] == "1"
+        assert "server busy" in json.loads(refused.value.read())["error"]
+        agent.release.set()
+        for thread in held:
+            thread.join(20)
+        assert answers == [(200, "application/json", {"held": True})] * 4
+        assert call(url, "/hold") == (200, "application/json", {"held": True})  # the bound is free again
+
+
 def test_a_non_streaming_answer_runs_on_the_loop_that_runs_the_agents_streams(serving):
     """So a client the agent keeps (made on first use, bound to its loop) serves both; under ASGI
     python-a2a's /tasks/send ran the agent on the kit's other loop."""
