@@ -20,41 +20,24 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import contextvars
 import json
 import os
 import select
 import socket
 import threading
-import weakref
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, Optional
 
 from .guard import MAX_LINE_BYTES, boundary_refusal, cors_headers, head_refusal, is_json_type, parse_json_body
 from .messages import RequestProblem, _sse, chunk_text, parse_last_event_id, parse_stream_request
 from .patches import a2a_http
 from .rpc import CARD_PATHS, SSE_HEADERS, A2ARequests, Reply
-from .server import HANDOFF_CHUNKS, READ_TIMEOUT_SECONDS, RETRY_AFTER_SECONDS, HANGUP, StreamingAgent, _HangupWatch, frame_chunks
+from .server import (HANDOFF_CHUNKS, HANGUP, READ_TIMEOUT_SECONDS, RETRY_AFTER_SECONDS, _OWNER, StreamingAgent,
+                     _HangupWatch, cancel_children, frame_chunks, own_tasks)
 from python_a2a import Message
 
 Send = Callable[[dict], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict]]
 _END = object()
-
-
-_OWNER: contextvars.ContextVar[Optional["_Stream"]] = contextvars.ContextVar("streaming_kit_stream", default=None)
-
-
-def _owning_task_factory(previous: Optional[Callable]) -> Callable:
-    """A task factory that notes which stream's agent made each task (context variables pass to
-    child tasks), so a stream that ends can cancel what its agent left running, as a loop of its own would."""
-    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task:
-        task = previous(loop, coro, **kwargs) if previous else asyncio.Task(coro, loop=loop, **kwargs)
-        owner = _OWNER.get()
-        if owner is not None and task is not owner.job:
-            owner.children.add(task)
-        return task
-    factory.streaming_kit = True
-    return factory
 
 
 class _Stopped(Exception):
@@ -73,23 +56,21 @@ class _Stream:
 
     def __init__(self, agen: AsyncIterator, keepalive_seconds: float, capacity: int = HANDOFF_CHUNKS):
         self.loop = asyncio.get_running_loop()
-        if not getattr(self.loop.get_task_factory(), "streaming_kit", False):
-            self.loop.set_task_factory(_owning_task_factory(self.loop.get_task_factory()))
+        own_tasks(self.loop)  # tasks the agent starts are noted, so close() can cancel them
         self.stop_reason: Optional[str] = None
         self.keepalive_seconds, self.capacity = keepalive_seconds, capacity
         self.ready: collections.deque = collections.deque()
         self.end: Optional[BaseException] = None  # set once the generator is over
-        self.children: weakref.WeakSet[asyncio.Task] = weakref.WeakSet()
+        self.children: set[asyncio.Task] = set()  # tasks the agent started (see server.own_tasks)
         self.job: Optional[asyncio.Task] = None
         self._space: Optional[asyncio.Future] = None  # what the agent awaits while the buffer is full
         self._arrival: Optional[asyncio.Future] = None  # what the response awaits while the buffer is empty
         self._keepalive: Optional[asyncio.TimerHandle] = None
         self._last_sent = self.loop.time()
-        context = contextvars.copy_context()
-        context.run(_OWNER.set, self)
-        self.job = self.loop.create_task(self._run(agen), context=context)
+        self.job = self.loop.create_task(self._run(agen))
 
     async def _run(self, agen: AsyncIterator) -> None:
+        _OWNER.set(self)  # in the job's own context: the tasks the agent starts are its children
         try:
             async with contextlib.aclosing(agen):  # a stop closes the generator: its finally runs
                 async for chunk in agen:
@@ -157,11 +138,9 @@ class _Stream:
         """Cancel the agent and every task it started; return once their finally blocks have run."""
         if self._keepalive is not None:
             self._keepalive.cancel()
-        pending = [task for task in (self.job, *self.children) if not task.done()]
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.wait(pending)
+        self.job.cancel()
+        await cancel_children(self)  # and wait for the job too: it is cancelled, so it ends at once
+        await asyncio.wait([self.job])
 
 
 # Threads of the bridge to the agent's Flask app (python-a2a's other routes, setup_routes' own).

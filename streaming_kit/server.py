@@ -52,7 +52,10 @@ def default_max_streams() -> int:
 
 
 # ---------------------------------------------------------------- the agent loop
-_OWNER: contextvars.ContextVar[Optional["_AgentRun"]] = contextvars.ContextVar("streaming_kit_run", default=None)
+# Who started an asyncio task: a stream (_AgentRun, asgi._Stream) or a task (tasks._RunningTask), each
+# with a `children` set. An agent's tasks inherit its context, so a stream or task that ends can cancel
+# what its agent left running, as a loop of its own would.
+_OWNER: contextvars.ContextVar[Optional[Any]] = contextvars.ContextVar("streaming_kit_owner", default=None)
 
 
 class _AgentLoop:
@@ -66,19 +69,37 @@ class _AgentLoop:
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.loop = asyncio.new_event_loop()
-        self.loop.set_task_factory(_owned_task)
+        own_tasks(self.loop)
         self.hangups = _HangupWatch(self.loop)
         self.thread = threading.Thread(target=self.loop.run_forever, name="streaming_kit agent loop", daemon=True)
         self.thread.start()
 
 
-def _owned_task(loop: asyncio.AbstractEventLoop, coro: Any, context: Optional[contextvars.Context] = None):
-    task = asyncio.Task(coro, loop=loop, context=context)
-    owner = context.get(_OWNER) if context is not None else _OWNER.get()
-    if owner is not None:  # started by an agent generator (or by a task it started)
-        owner._children.add(task)
-        task.add_done_callback(owner._children.discard)
-    return task
+def own_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    """Note the owner (see _OWNER) of every task made on this loop from now on; once per loop."""
+    previous = loop.get_task_factory()
+    if getattr(previous, "streaming_kit", False):
+        return
+
+    def factory(loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any) -> asyncio.Task:
+        task = previous(loop, coro, **kwargs) if previous else asyncio.Task(coro, loop=loop, **kwargs)
+        context = kwargs.get("context")
+        owner = context.get(_OWNER) if context is not None else _OWNER.get()
+        if owner is not None:  # started by an agent (or by a task it started)
+            owner.children.add(task)
+            task.add_done_callback(owner.children.discard)
+        return task
+    factory.streaming_kit = True
+    loop.set_task_factory(factory)
+
+
+async def cancel_children(owner: Any) -> None:
+    """Cancel the tasks an agent started and left running; return once their finally blocks have run."""
+    pending = [task for task in owner.children if not task.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending)
 
 
 _agent_loop: Optional[_AgentLoop] = None
@@ -182,7 +203,7 @@ class _AgentRun:
         self._capacity = capacity or HANDOFF_CHUNKS
         self._end: Optional[BaseException] = None  # set once the generator is over
         self._space: Optional[asyncio.Future] = None  # what the agent awaits while the buffer is full
-        self._children: set[asyncio.Task] = set()
+        self.children: set[asyncio.Task] = set()  # tasks the agent started (see own_tasks)
         self._watched: Optional[socket.socket] = None
         self._pump: Optional[asyncio.Task] = None
         self._closed = False
@@ -193,7 +214,7 @@ class _AgentRun:
         self._pump = self._loop.create_task(self._run(agen))
 
     async def _run(self, agen: AsyncIterator) -> None:
-        _OWNER.set(self)  # tasks the agent starts are its children (see _owned_task)
+        _OWNER.set(self)  # tasks the agent starts are its children (see own_tasks)
         try:
             async with contextlib.aclosing(agen):  # a stop closes the generator: its finally runs
                 async for chunk in agen:
@@ -278,7 +299,7 @@ class _AgentRun:
         asyncio.run_coroutine_threadsafe(self._finish(), self._loop).result()
 
     async def _finish(self) -> None:
-        pending = {task for task in (self._pump, *self._children) if task is not None and not task.done()}
+        pending = {task for task in (self._pump, *self.children) if task is not None and not task.done()}
         for task in pending:
             task.cancel()
         if pending:

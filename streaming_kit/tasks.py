@@ -31,7 +31,7 @@ from . import a2a
 from .a2a import FINAL_STATES, a2a_state, utc_timestamp
 from .client import StrictStreamingClient, a2a_event_as_task
 from .messages import RequestProblem, StreamTruncatedError, _RpcProblem, chunk_text, parse_stream_request
-from .server import HANGUP, StreamingAgent, agent_loop
+from .server import _OWNER, HANGUP, StreamingAgent, agent_loop, cancel_children, own_tasks
 from .stores import TaskIdInUse, TaskNotFound  # one pair of classes for every log (RedisTaskLog's too)
 from python_a2a import A2AConnectionError, A2AResponseError, Message, StreamingClient, Task, TaskState
 
@@ -160,6 +160,20 @@ class MemoryTaskLog:
 
 
 # ---------------------------------------------------------------- running tasks
+_NO_MORE = object()
+
+
+async def _next_update(task: "_RunningTask") -> Any:
+    """The agent's next update (_NO_MORE at its end), its code running as the task's owner: the asyncio
+    tasks it starts are the task's, cancelled when it ends, as a stream's are (the kit's own
+    bookkeeping between updates is not)."""
+    owner = _OWNER.set(task)
+    try:
+        return await anext(task.work, _NO_MORE)
+    finally:
+        _OWNER.reset(owner)
+
+
 class _RunningTask:
     """A task this server is running: its work on the task loop, and its numbered events."""
 
@@ -170,6 +184,7 @@ class _RunningTask:
         self.status = _status(TaskState.SUBMITTED)
         self.stop_reason: Optional[str] = None
         self.job: Optional[asyncio.Task] = None
+        self.children: set[asyncio.Task] = set()  # tasks the agent's code started (see server.own_tasks)
         self.ended = asyncio.Event()
 
     def stop(self, reason: str) -> None:
@@ -259,6 +274,7 @@ class TaskEngine:
         self.running[task.id] = task
         self.agent._track(task)  # close_streams() and live_streams now cover the task
         self._watch_leases()
+        own_tasks(self.loop)  # once per loop: the tasks run_task starts are noted, to be cancelled at its end
         task.job = self.loop.create_task(self._work(task))
         return first
 
@@ -266,7 +282,7 @@ class TaskEngine:
         """Pull the agent's updates one by one; the way the generator ends decides the final state."""
         try:
             async with contextlib.aclosing(task.work):
-                async for update in task.work:
+                while (update := await _next_update(task)) is not _NO_MORE:
                     await self._publish_update(task, update)
             end = _status(TaskState.COMPLETED)
         except asyncio.CancelledError:
@@ -274,6 +290,7 @@ class TaskEngine:
         except Exception as exc:  # the agent's error ends the task failed, with the reason
             end = _status(TaskState.FAILED, _agent_message(f"{type(exc).__name__}: {exc}"))
         try:
+            await cancel_children(task)  # what the agent left running has stopped before the task ends
             task.status = end
             with contextlib.suppress(ValueError):  # another replica ended it first (this one lost its lease)
                 await self._publish(task, "status-update", final=True)
@@ -282,7 +299,7 @@ class TaskEngine:
             self.agent._untrack(task)
             task.ended.set()
 
-    async def _publish_update(self, task: _RunningTask, update: Any) -> None:
+    async def _publish_update(self, task: "_RunningTask", update: Any) -> None:
         if not isinstance(update, TaskUpdate):
             raise TypeError(f"run_task must yield TaskUpdate objects, not {type(update).__name__}")
         if update.artifact is not None:

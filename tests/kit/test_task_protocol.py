@@ -410,3 +410,47 @@ def test_v03_cancel_and_other_root_posts(url):
     assert status == 200 and reply["error"]["code"] == -32602
     status, _, reply = post_json(f"{url}/", kit.text_message("report").to_dict())  # plain python-a2a message: as before
     assert status == 200 and REPORT in json.dumps(reply)
+
+
+class WithHelpers(kit.TaskStreamingAgent):
+    """Starts an asyncio task of its own (a helper that never ends by itself), then works on."""
+
+    def __init__(self):
+        super().__init__(name="with helpers")
+        self.helpers_started = self.helpers_stopped = 0
+
+    async def helper(self):
+        self.helpers_started += 1
+        try:
+            await asyncio.sleep(300)
+        finally:
+            self.helpers_stopped += 1
+
+    async def run_task(self, message):
+        asyncio.create_task(self.helper())
+        yield kit.TaskUpdate.progress("helper started", 1, 2)
+        await asyncio.sleep(300 if "stall" in kit.message_text(message) else 0)
+        yield kit.TaskUpdate.progress("done", 2, 2)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("request_text, ending", [("stall", "cancel"), ("finish", "end")])
+def test_the_tasks_a_task_started_stop_with_it(serving, request_text, ending):
+    """As on /stream, what run_task started and left running is cancelled when the task ends,
+    cancelled or finished (its finally blocks have run), not left running on the shared loop."""
+    agent = WithHelpers()
+    with serving(agent) as url:
+        client = kit.TaskStreamingClient(url)
+
+        async def scenario():
+            task, states = new_task(request_text), []
+            async for update in client.tasks_send_subscribe(task):
+                states.append(update.status.state)
+                if ending == "cancel" and len(states) == 2:
+                    await client.cancel_task(task.id)
+            return states
+
+        states = asyncio.run(scenario())
+        assert states[-1] == (TaskState.CANCELED if ending == "cancel" else DONE)
+        assert agent.helpers_started == 1
+        assert eventually(lambda: agent.helpers_stopped == 1, seconds=5), "the task's helper still runs"
