@@ -28,11 +28,12 @@ import threading
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterator, Optional
 
 from .guard import MAX_LINE_BYTES, boundary_refusal, cors_headers, head_refusal, is_json_type, parse_json_body
-from .messages import RequestProblem, _sse, chunk_text, parse_last_event_id, parse_stream_request
+from .messages import RequestProblem, chunk_text, parse_last_event_id, parse_stream_request
 from .patches import a2a_http
 from .rpc import CARD_PATHS, SSE_HEADERS, A2ARequests, Reply
 from .server import (HANDOFF_CHUNKS, HANGUP, READ_TIMEOUT_SECONDS, RETRY_AFTER_SECONDS, _OWNER, StreamingAgent,
-                     _HangupWatch, cancel_children, frame_chunks, own_tasks)
+                     _HangupWatch, agent_error_event, cancel_owned, error_event, frame_chunks,
+                     last_chunk_event, own_tasks)
 from python_a2a import Message
 
 Send = Callable[[dict], Awaitable[None]]
@@ -138,9 +139,7 @@ class _Stream:
         """Cancel the agent and every task it started; return once their finally blocks have run."""
         if self._keepalive is not None:
             self._keepalive.cancel()
-        self.job.cancel()
-        await cancel_children(self)  # and wait for the job too: it is cancelled, so it ends at once
-        await asyncio.wait([self.job])
+        await cancel_owned(self, self.job)
 
 
 # Threads of the bridge to the agent's Flask app (python-a2a's other routes, setup_routes' own).
@@ -276,15 +275,15 @@ class ASGIApp:
                 break
             except _Stopped as stopped:  # the server is shutting down, close_streams, or the agent was cancelled
                 if str(stopped) != HANGUP:
-                    yield _sse({"error": str(stopped), "index": index}, "error")
+                    yield error_event(str(stopped), index)
                 return
-            except Exception as exc:  # §2: the agent's error reaches the client as an error
-                yield _sse({"error": f"{type(exc).__name__}: {exc}", "index": index}, "error")
+            except Exception as exc:
+                yield agent_error_event(exc, index)
                 return
             text, index = frame_chunks(chunks, index, after)
             if text:
                 yield text
-        yield _sse({"content": "", "index": index, "append": True, "lastChunk": True}, event_id=index)
+        yield last_chunk_event(index)
 
     # -- A2A JSON-RPC and python-a2a's task endpoints
     async def _rpc(self, scope: dict, receive: Receive, send: Send) -> None:

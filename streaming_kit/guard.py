@@ -140,7 +140,8 @@ def head_refusal(target_bytes: int, header_lines: list[int]) -> Optional[tuple[i
 
 
 def is_json_type(content_type: Optional[str]) -> bool:
-    """application/json or application/...+json, parameters aside: Flask's request.is_json, framework-free."""
+    """application/json or application/...+json, parameters aside (Flask's request.is_json rule): the
+    one test both serving paths use."""
     mimetype = (content_type or "").split(";")[0].strip().lower()
     return mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))
 
@@ -163,7 +164,7 @@ def _body_refusal(max_bytes: int) -> Optional[Response]:
         return None  # no body: pause, cancel, GET
     if (length or 0) > max_bytes:  # refused before a byte of it is read
         return _error(413, f"request body over {max_bytes} bytes")
-    if not request.is_json:  # text/plain and forms need no CORS preflight: a web page could send them
+    if not is_json_type(request.content_type):  # text/plain and forms need no preflight: a page could send them
         return _error(415, "send the body as JSON, with Content-Type: application/json")
     request.max_content_length = max_bytes + 1  # werkzeug stops reading a body without a length there
     if _is_python_a2a_view(request.endpoint):  # they answer 500 to a bad body; the kit's views check it

@@ -93,9 +93,10 @@ def own_tasks(loop: asyncio.AbstractEventLoop) -> None:
     loop.set_task_factory(factory)
 
 
-async def cancel_children(owner: Any) -> None:
-    """Cancel the tasks an agent started and left running; return once their finally blocks have run."""
-    pending = [task for task in owner.children if not task.done()]
+async def cancel_owned(owner: Any, job: Optional[asyncio.Task] = None) -> None:
+    """Cancel the owner's job (a stream's pump) and the tasks its agent started and left running;
+    return once their finally blocks have run."""
+    pending = [task for task in (job, *owner.children) if task is not None and not task.done()]
     for task in pending:
         task.cancel()
     if pending:
@@ -299,11 +300,7 @@ class _AgentRun:
         asyncio.run_coroutine_threadsafe(self._finish(), self._loop).result()
 
     async def _finish(self) -> None:
-        pending = {task for task in (self._pump, *self.children) if task is not None and not task.done()}
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.wait(pending)
+        await cancel_owned(self, self._pump)
 
 
 def _running_loop() -> Optional[asyncio.AbstractEventLoop]:
@@ -507,17 +504,32 @@ class StreamingAgent(A2AServer):
                     break
                 except asyncio.CancelledError:
                     if run.stop_reason != HANGUP:
-                        yield _sse({"error": run.stop_reason or "stream cancelled", "index": index}, "error")
+                        yield error_event(run.stop_reason or "stream cancelled", index)
                     return
-                except Exception as exc:  # §2: the agent's error reaches the client as an error
-                    yield _sse({"error": f"{type(exc).__name__}: {exc}", "index": index}, "error")
+                except Exception as exc:
+                    yield agent_error_event(exc, index)
                     return
                 text, index = frame_chunks(chunks, index, after)
                 if text:
                     yield text
-            yield _sse({"content": "", "index": index, "append": True, "lastChunk": True}, event_id=index)
+            yield last_chunk_event(index)
         finally:
             self._end_run(run)
+
+
+def error_event(error: str, index: int) -> str:
+    """The stream ends with an error (the agent's, or why it was stopped) after `index` chunks."""
+    return _sse({"error": error, "index": index}, "error")
+
+
+def agent_error_event(exc: Exception, index: int) -> str:
+    """§2: the agent's exception, as the error event the client reads."""
+    return error_event(f"{type(exc).__name__}: {exc}", index)
+
+
+def last_chunk_event(index: int) -> str:
+    """The final marker after `index` chunks: nothing was lost."""
+    return _sse({"content": "", "index": index, "append": True, "lastChunk": True}, event_id=index)
 
 
 def frame_chunks(chunks: list, index: int, after: int) -> tuple[str, int]:

@@ -31,7 +31,7 @@ from . import a2a
 from .a2a import FINAL_STATES, a2a_state, utc_timestamp
 from .client import StrictStreamingClient, a2a_event_as_task
 from .messages import RequestProblem, StreamTruncatedError, _RpcProblem, chunk_text, parse_stream_request
-from .server import _OWNER, HANGUP, StreamingAgent, agent_loop, cancel_children, own_tasks
+from .server import _OWNER, HANGUP, StreamingAgent, agent_loop, cancel_owned, own_tasks
 from .stores import TaskIdInUse, TaskNotFound  # one pair of classes for every log (RedisTaskLog's too)
 from python_a2a import A2AConnectionError, A2AResponseError, Message, StreamingClient, Task, TaskState
 
@@ -290,7 +290,7 @@ class TaskEngine:
         except Exception as exc:  # the agent's error ends the task failed, with the reason
             end = _status(TaskState.FAILED, _agent_message(f"{type(exc).__name__}: {exc}"))
         try:
-            await cancel_children(task)  # what the agent left running has stopped before the task ends
+            await cancel_owned(task)  # what the agent left running has stopped before the task ends
             task.status = end
             with contextlib.suppress(ValueError):  # another replica ended it first (this one lost its lease)
                 await self._publish(task, "status-update", final=True)
@@ -299,7 +299,7 @@ class TaskEngine:
             self.agent._untrack(task)
             task.ended.set()
 
-    async def _publish_update(self, task: "_RunningTask", update: Any) -> None:
+    async def _publish_update(self, task: _RunningTask, update: Any) -> None:
         if not isinstance(update, TaskUpdate):
             raise TypeError(f"run_task must yield TaskUpdate objects, not {type(update).__name__}")
         if update.artifact is not None:
